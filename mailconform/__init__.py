@@ -1,0 +1,1 @@
+"""mailconform: a pytest conformance and grading suite for mail servers."""

@@ -1,0 +1,79 @@
+"""MX and address lookups (dnspython) against a target's resolver, recorded in a transcript."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.exception
+import dns.resolver
+import dns.rdatatype
+
+from mailconform.targets import Target
+from mailconform.wire.transcript import Transcript
+
+
+class DnsFailure(Exception):
+    """The resolver could not answer: ``kind`` is "nxdomain", "timeout" or "servfail"."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class MxRecord:
+    preference: int
+    exchange: str
+
+
+class Lookup:
+    """Queries one resolver: the target's ``dns`` server, or the system's."""
+
+    def __init__(self, target: Target, transcript: Transcript):
+        self.transcript = transcript
+        if target.dns:
+            self.resolver = dns.resolver.Resolver(configure=False)
+            self.resolver.nameservers = [target.dns[0]]
+            self.resolver.port = target.dns[1]
+            where = f"{target.dns[0]} port {target.dns[1]}"
+        else:
+            self.resolver = dns.resolver.Resolver()
+            where = "the system resolver (" + ", ".join(self.resolver.nameservers) + ")"
+        self.resolver.timeout = self.resolver.lifetime = target.timeout
+        self.resolver.retry_servfail = False
+        transcript.note(f"resolver: {where}")
+
+    def query(self, name: str, rdtype: str) -> list:
+        """The records of ``rdtype`` at ``name``; [] when the name exists without them (NODATA)."""
+        self.transcript.client(f"{name} {rdtype}?".encode())
+        try:
+            answer = self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            self.transcript.server(f"NXDOMAIN: {name} does not exist".encode())
+            raise DnsFailure("nxdomain", f"{name} does not exist (NXDOMAIN)") from None
+        except dns.resolver.NoNameservers as exc:
+            self.transcript.server(f"SERVFAIL: {exc}".encode())
+            raise DnsFailure("servfail", f"no server could answer for {name} {rdtype} (SERVFAIL)") from None
+        except dns.exception.Timeout:
+            self.transcript.server(b"(no answer)")
+            raise DnsFailure("timeout", f"no DNS answer for {name} {rdtype} within {self.resolver.lifetime:g} s") from None
+        records = list(answer.rrset or [])
+        self.transcript.server((" | ".join(r.to_text() for r in records) or "NOERROR, no records (NODATA)").encode())
+        return records
+
+    def mx(self, domain: str) -> list[MxRecord]:
+        """MX records by preference (RFC 5321 §5.1: "lower numbers are more preferred")."""
+        records = [MxRecord(r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in self.query(domain, "MX")]
+        return sorted(records, key=lambda r: (r.preference, r.exchange))
+
+    def addresses(self, host: str) -> list[str]:
+        """Every A and AAAA address of ``host`` ([] when there is none or the name does not exist)."""
+        found = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                found += [r.address for r in self.query(host, rdtype)]
+            except DnsFailure as failure:
+                if failure.kind != "nxdomain":
+                    raise
+                break
+        return found

@@ -1,0 +1,188 @@
+"""One TCP (optionally TLS) connection with bounded, timed, line-oriented reads."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+from mailconform.wire.errors import ConnectFailed, ConnectionClosed, ReplyTimeout, ReplyTooLong, TlsFailed
+from mailconform.wire.transcript import Transcript
+
+MAX_LINE = 8192  # octets; RFC 5321 and RFC 1939 allow 512, real servers stay far below this
+
+
+class Connection:
+    """A socket that never blocks longer than its timeout and records everything it moves."""
+
+    def __init__(self, sock: socket.socket, transcript: Transcript, timeout: float, max_line: int = MAX_LINE):
+        self.sock = sock
+        self.transcript = transcript
+        self.timeout = timeout
+        self.max_line = max_line
+        self.buffer = b""
+        self.closed = False
+
+    @classmethod
+    def open(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
+             tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "Connection":
+        """Connect (and, for implicit TLS, handshake) or raise :class:`ConnectFailed` / :class:`TlsFailed`."""
+        endpoint = f"{host}:{port}"
+        transcript.note(f"connecting to {endpoint}" + (f" from {source}" if source else ""))
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout,
+                                            source_address=(source, 0) if source else None)
+        except ConnectionRefusedError:
+            raise _connect_failed(transcript, endpoint, "refused", "connection refused (nothing listening)") from None
+        except (socket.timeout, TimeoutError):
+            raise _connect_failed(transcript, endpoint, "timeout", f"no answer within {timeout:g} s") from None
+        except socket.gaierror as exc:
+            raise _connect_failed(transcript, endpoint, "unresolvable", f"host name does not resolve ({exc.strerror})") from None
+        except OSError as exc:
+            raise _connect_failed(transcript, endpoint, "unreachable", exc.strerror or str(exc)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = cls(sock, transcript, timeout)
+        transcript.note("connected")
+        if tls is not None:
+            connection.start_tls(tls, server_name or host)
+        return connection
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, data: bytes, redacted: str | None = None) -> None:
+        """Send bytes; ``redacted`` is what the transcript shows instead (for secrets)."""
+        self.transcript.client(data, redacted)
+        try:
+            self.sock.settimeout(self.timeout)
+            self.sock.sendall(data)
+        except (socket.timeout, TimeoutError):
+            raise ReplyTimeout(f"could not send within {self.timeout:g} s") from None
+        except (OSError, ssl.SSLError) as exc:
+            self._mark_closed(f"send failed: {exc}")
+            raise ConnectionClosed(f"the server closed the connection (send failed: {exc})") from None
+
+    # ------------------------------------------------------------------ receiving
+
+    def deadline(self, seconds: float | None = None) -> float:
+        return time.monotonic() + (self.timeout if seconds is None else seconds)
+
+    def readline(self, deadline: float) -> bytes:
+        """One line including its terminator (LF, CRLF); the transcript records it."""
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline >= 0:
+                line, self.buffer = self.buffer[: newline + 1], self.buffer[newline + 1:]
+                if len(line) > self.max_line:
+                    self.transcript.server(line[:200] + b"...")
+                    raise ReplyTooLong(f"a reply line of {len(line)} octets (cap {self.max_line})")
+                self.transcript.server(line)
+                return line
+            if len(self.buffer) > self.max_line:
+                self.transcript.server(self.buffer[:200] + b"...")
+                raise ReplyTooLong(f"more than {self.max_line} octets without a line end")
+            self._fill(deadline)
+
+    def read_exact(self, size: int, deadline: float) -> bytes:
+        """Exactly ``size`` octets (an IMAP literal); the transcript records them."""
+        while len(self.buffer) < size:
+            self._fill(deadline)
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        self.transcript.server(data)
+        return data
+
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._timed_out()
+        try:
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            self._timed_out()
+        except (OSError, ssl.SSLError) as exc:
+            self._mark_closed(f"connection reset ({exc})")
+            raise ConnectionClosed(f"the connection was reset ({exc})") from None
+        if not chunk:
+            if self.buffer:
+                self.transcript.server(self.buffer)
+            self._mark_closed("the server closed the connection")
+            raise ConnectionClosed("the server closed the connection")
+        self.buffer += chunk
+
+    def _timed_out(self) -> None:
+        if self.buffer:
+            self.transcript.server(self.buffer)
+        self.transcript.note(f"no complete reply within {self.timeout:g} s")
+        raise ReplyTimeout(f"no complete reply within {self.timeout:g} s")
+
+    def pending(self, wait: float) -> bytes:
+        """Bytes that arrive within ``wait`` seconds without being asked for (b"" if none)."""
+        if not self.buffer:
+            try:
+                self._fill(self.deadline(wait))
+            except (ReplyTimeout, ConnectionClosed):
+                return b""
+        data, self.buffer = self.buffer, b""
+        self.transcript.server(data)
+        return data
+
+    def wait_closed(self, wait: float) -> bool:
+        """True when the server closes the connection within ``wait`` seconds."""
+        deadline = self.deadline(wait)
+        while not self.closed:
+            try:
+                self._fill(deadline)
+            except ConnectionClosed:
+                return True
+            except ReplyTimeout:
+                return False
+            self.transcript.server(self.buffer)
+            self.buffer = b""
+        return True
+
+    # ------------------------------------------------------------------ TLS and teardown
+
+    def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
+        """Handshake over the open connection (implicit TLS, STARTTLS, STLS)."""
+        if self.buffer:
+            self.transcript.note(f"{len(self.buffer)} octet(s) arrived before the handshake; discarded")
+            self.buffer = b""
+        self.transcript.note(f"TLS handshake (server name {server_name})")
+        try:
+            self.sock.settimeout(self.timeout)
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+        except ssl.SSLCertVerificationError as exc:
+            raise self._tls_failed(f"certificate verification failed: {exc.verify_message}")
+        except (socket.timeout, TimeoutError):
+            raise self._tls_failed(f"no TLS handshake within {self.timeout:g} s")
+        except (ssl.SSLError, OSError) as exc:
+            raise self._tls_failed(f"TLS handshake failed: {exc}")
+        self.transcript.note(f"TLS established: {self.sock.version()} {self.sock.cipher()[0]}")
+
+    def _tls_failed(self, message: str) -> TlsFailed:
+        self.transcript.note(message)
+        self.close()
+        return TlsFailed(message)
+
+    @property
+    def tls_version(self) -> str | None:
+        return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
+
+    def _mark_closed(self, why: str) -> None:
+        if not self.closed:
+            self.transcript.note(why)
+            self.closed = True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.transcript.note("client closed the connection")
+            self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _connect_failed(transcript: Transcript, endpoint: str, kind: str, detail: str) -> ConnectFailed:
+    transcript.note(detail)
+    return ConnectFailed(endpoint, kind, detail)

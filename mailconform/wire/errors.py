@@ -1,0 +1,34 @@
+"""What can go wrong on the wire.  The wire layer raises these; it never decides a verdict."""
+
+
+class WireError(Exception):
+    """Base of every wire-level problem."""
+
+
+class ConnectFailed(WireError):
+    """The TCP connection could not be made.  ``kind`` is "refused", "timeout" or "unreachable"."""
+
+    def __init__(self, endpoint: str, kind: str, detail: str):
+        self.endpoint = endpoint
+        self.kind = kind
+        super().__init__(f"could not connect to {endpoint}: {detail}")
+
+
+class ReplyTimeout(WireError):
+    """No complete reply arrived within the time allowed."""
+
+
+class ConnectionClosed(WireError):
+    """The server closed the connection while a reply was expected."""
+
+
+class MalformedReply(WireError):
+    """The bytes that came back do not follow the protocol's reply syntax."""
+
+
+class ReplyTooLong(MalformedReply):
+    """A reply line or a whole reply exceeded the size cap."""
+
+
+class TlsFailed(WireError):
+    """The TLS handshake failed (including certificate verification)."""

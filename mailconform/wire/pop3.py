@@ -1,0 +1,164 @@
+"""POP3 client session (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS) speaking exact bytes."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass
+
+from mailconform.wire.connection import Connection
+from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.transcript import REDACTED, Transcript
+
+MAX_MULTILINE_OCTETS = 16 * 1024 * 1024
+_STATUS = re.compile(rb"^(\+OK|-ERR)(?: (.*))?\r?\n$", re.S)
+_RESP_CODE = re.compile(r"^\[([A-Z0-9/-]+)\]")
+
+
+@dataclass(frozen=True)
+class Pop3Reply:
+    """A status line (``+OK`` / ``-ERR``) and, for multi-line replies, the un-stuffed lines."""
+
+    ok: bool
+    text: str
+    lines: tuple[bytes, ...] = ()   # multi-line body, line ends removed, dot-unstuffed
+    octets: int = 0                 # size of the body as it would be stored (lines + CRLF each)
+
+    @property
+    def resp_code(self) -> str | None:
+        """The RFC 2449 §8 response code, e.g. ``"AUTH"`` or ``"SYS/TEMP"``."""
+        match = _RESP_CODE.match(self.text)
+        return match.group(1) if match else None
+
+    def __str__(self) -> str:
+        status = "+OK" if self.ok else "-ERR"
+        return f"{status} {self.text}".rstrip() + (f" (+{len(self.lines)} lines)" if self.lines else "")
+
+
+def parse_status(line: bytes) -> Pop3Reply:
+    """``b"+OK 2 320\\r\\n"`` → Pop3Reply; status indicators MUST be upper case (RFC 1939 §3)."""
+    match = _STATUS.match(line)
+    if not match:
+        raise MalformedReply(f"not a POP3 status line (+OK / -ERR): {line[:80]!r}")
+    return Pop3Reply(match.group(1) == b"+OK", (match.group(2) or b"").rstrip(b"\r\n").decode("utf-8", "replace"))
+
+
+def unstuff(line: bytes) -> bytes | None:
+    """One multi-line response line (no line end) → its content; None for the terminating ``.``."""
+    if line == b".":
+        return None
+    return line[1:] if line.startswith(b".") else line
+
+
+class Pop3Session:
+    """A lock-step POP3 session."""
+
+    def __init__(self, connection: Connection, greeting: Pop3Reply):
+        self.connection = connection
+        self.greeting = greeting
+        self.capabilities: dict[str, str] | None = None
+
+    @classmethod
+    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
+                tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "Pop3Session":
+        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
+                                     tls=tls, server_name=server_name)
+        try:
+            return cls(connection, parse_status(connection.readline(connection.deadline())))
+        except Exception:
+            connection.close()
+            raise
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.connection.transcript
+
+    def command(self, line: str, redacted: str | None = None) -> Pop3Reply:
+        self.connection.send(line.encode("utf-8") + b"\r\n", redacted)
+        return parse_status(self.connection.readline(self.connection.deadline()))
+
+    def multiline(self, line: str) -> Pop3Reply:
+        """A command whose +OK is followed by dot-terminated, byte-stuffed lines (RFC 1939 §3)."""
+        status = self.command(line)
+        if not status.ok:
+            return status
+        deadline = self.connection.deadline()
+        lines: list[bytes] = []
+        octets = 0
+        while True:
+            raw = self.connection.readline(deadline).rstrip(b"\r\n")
+            content = unstuff(raw)
+            if content is None:
+                return Pop3Reply(True, status.text, tuple(lines), octets)
+            lines.append(content)
+            octets += len(content) + 2
+            if octets > MAX_MULTILINE_OCTETS:
+                raise ReplyTooLong(f"a multi-line reply larger than {MAX_MULTILINE_OCTETS} octets")
+
+    def capa(self) -> Pop3Reply:
+        reply = self.multiline("CAPA")
+        self.capabilities = {}
+        for line in reply.lines if reply.ok else ():
+            name, _, args = line.decode("utf-8", "replace").strip().partition(" ")
+            self.capabilities[name.upper()] = args
+        return reply
+
+    def stls(self, context: ssl.SSLContext, server_name: str) -> Pop3Reply:
+        """STLS; on +OK the handshake follows and capabilities are forgotten (RFC 2595 §4)."""
+        reply = self.command("STLS")
+        if reply.ok:
+            self.connection.start_tls(context, server_name)
+            self.capabilities = None
+        return reply
+
+    def user(self, name: str) -> Pop3Reply:
+        return self.command(f"USER {name}")
+
+    def pass_(self, password: str) -> Pop3Reply:
+        return self.command(f"PASS {password}", redacted=f"PASS {REDACTED}")
+
+    def login(self, user: str, password: str) -> Pop3Reply:
+        """USER then PASS; the reply to USER when it is refused, else the reply to PASS."""
+        reply = self.user(user)
+        return self.pass_(password) if reply.ok else reply
+
+    def stat(self) -> Pop3Reply:
+        return self.command("STAT")
+
+    def list(self, number: int | None = None) -> Pop3Reply:
+        return self.command(f"LIST {number}") if number is not None else self.multiline("LIST")
+
+    def message_numbers(self) -> list[int]:
+        """The numbers LIST shows (malformed listing lines are skipped; [] on -ERR)."""
+        listing = self.list()
+        scans = [parse_scan_listing(line) for line in listing.lines] if listing.ok else []
+        return [scan[0] for scan in scans if scan]
+
+    def retr(self, number: int) -> Pop3Reply:
+        return self.multiline(f"RETR {number}")
+
+    def top(self, number: int, lines: int) -> Pop3Reply:
+        return self.multiline(f"TOP {number} {lines}")
+
+    def dele(self, number: int) -> Pop3Reply:
+        return self.command(f"DELE {number}")
+
+    def rset(self) -> Pop3Reply:
+        return self.command("RSET")
+
+    def noop(self) -> Pop3Reply:
+        return self.command("NOOP")
+
+    def quit(self) -> Pop3Reply:
+        return self.command("QUIT")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def parse_scan_listing(text: bytes | str) -> tuple[int, int] | None:
+    """``"1 320"`` → (1, 320): RFC 1939 §5 scan (and drop) listing, "a single space" between the
+    numbers; the RFC "makes no requirement on what follows" the size.  None when malformed."""
+    value = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+    match = re.fullmatch(r"(\d+) (\d+)(?: .*)?", value.rstrip("\r\n"))
+    return (int(match.group(1)), int(match.group(2))) if match else None

@@ -1,0 +1,190 @@
+"""SMTP client session (RFC 5321) speaking exact bytes, lock-step, with a transcript."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from base64 import b64encode
+from dataclasses import dataclass
+
+from mailconform.wire.connection import Connection
+from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.transcript import REDACTED, Transcript
+
+DEFAULT_EHLO_NAME = "mailconform.example.com"
+MAX_REPLY_LINES = 200
+_LINE = re.compile(rb"^([0-9]{3})([ -].*)?\r?\n$", re.S)
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """One complete (possibly multi-line) reply."""
+
+    code: int
+    lines: tuple[str, ...]  # the text of each line, after the code and separator
+
+    @property
+    def text(self) -> str:
+        return " / ".join(self.lines)
+
+    @property
+    def enhanced(self) -> str | None:
+        """The RFC 3463 enhanced status code of the first line, e.g. ``"5.7.1"``."""
+        match = _ENHANCED.match(self.lines[0]) if self.lines else None
+        return ".".join(match.groups()) if match else None
+
+    @property
+    def is_multiline(self) -> bool:
+        return len(self.lines) > 1
+
+    def __str__(self) -> str:
+        first = f"{self.code} {self.lines[0]}".rstrip() if self.lines else str(self.code)
+        return first + (f" (+{len(self.lines) - 1} more lines)" if self.is_multiline else "")
+
+
+def parse_reply_line(line: bytes) -> tuple[int, bool, str]:
+    """``b"250-SIZE 100\\r\\n"`` → (250, more_follows, "SIZE 100"); RFC 5321 §4.2 reply syntax."""
+    match = _LINE.match(line)
+    if not match:
+        raise MalformedReply(f"not an SMTP reply line: {line[:80]!r}")
+    code = int(match.group(1))
+    if not 200 <= code <= 559:
+        raise MalformedReply(f"reply code {code} is outside 2xx-5xx (RFC 5321 §4.2)")
+    rest = (match.group(2) or b"").rstrip(b"\r\n")
+    more = rest.startswith(b"-")
+    return code, more, rest[1:].decode("utf-8", errors="replace")
+
+
+def parse_reply(lines: list[bytes]) -> SmtpReply:
+    """A whole reply from its raw lines; every line must carry the same code (RFC 5321 §4.2.1)."""
+    code = None
+    texts = []
+    for i, line in enumerate(lines):
+        line_code, more, text = parse_reply_line(line)
+        if code is not None and line_code != code:
+            raise MalformedReply(f"a multi-line reply mixes codes {code} and {line_code} (RFC 5321 §4.2.1)")
+        if more == (i == len(lines) - 1):
+            raise MalformedReply("continuation marks ('-') do not match the reply's last line")
+        code = line_code
+        texts.append(text)
+    if code is None:
+        raise MalformedReply("an empty reply")
+    return SmtpReply(code, tuple(texts))
+
+
+def parse_ehlo_keywords(reply: SmtpReply) -> dict[str, str]:
+    """EHLO reply lines after the first → {KEYWORD: parameters} (RFC 5321 §4.1.1.1)."""
+    keywords = {}
+    for line in reply.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            keywords[keyword.upper()] = params.strip()
+    return keywords
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """Message bytes (CRLF lines) → DATA payload: lines starting with "." doubled, then CRLF.CRLF."""
+    body = message if message.endswith(b"\r\n") else message + b"\r\n"
+    stuffed = b"".join(b"." + line if line.startswith(b".") else line for line in body.splitlines(keepends=True))
+    return stuffed + b".\r\n"
+
+
+class SmtpSession:
+    """A lock-step SMTP session: each method sends one command and reads its whole reply."""
+
+    def __init__(self, connection: Connection, greeting: SmtpReply):
+        self.connection = connection
+        self.greeting = greeting
+        self.extensions: dict[str, str] = {}
+        self.last_ehlo: SmtpReply | None = None
+
+    @classmethod
+    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
+                tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "SmtpSession":
+        """Open the connection and read the greeting (whatever its code)."""
+        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
+                                     tls=tls, server_name=server_name)
+        try:
+            return cls(connection, read_reply(connection))
+        except Exception:
+            connection.close()
+            raise
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.connection.transcript
+
+    def read_reply(self) -> SmtpReply:
+        return read_reply(self.connection)
+
+    def command(self, line: str, redacted: str | None = None) -> SmtpReply:
+        self.connection.send(line.encode("utf-8") + b"\r\n", redacted)
+        return self.read_reply()
+
+    def send_raw(self, data: bytes) -> None:
+        """Send exactly these bytes (for probes that need bare LF, pipelining…)."""
+        self.connection.send(data)
+
+    def ehlo(self, name: str = DEFAULT_EHLO_NAME) -> SmtpReply:
+        reply = self.command(f"EHLO {name}")
+        self.last_ehlo = reply
+        self.extensions = parse_ehlo_keywords(reply) if reply.code == 250 else {}
+        return reply
+
+    def helo(self, name: str = DEFAULT_EHLO_NAME) -> SmtpReply:
+        self.extensions = {}
+        return self.command(f"HELO {name}")
+
+    def mail(self, sender: str, params: str = "") -> SmtpReply:
+        return self.command(f"MAIL FROM:<{sender}>" + (f" {params}" if params else ""))
+
+    def rcpt(self, recipient: str) -> SmtpReply:
+        return self.command(f"RCPT TO:<{recipient}>")
+
+    def data(self) -> SmtpReply:
+        return self.command("DATA")
+
+    def send_message(self, message: bytes) -> SmtpReply:
+        """After a 354: send the dot-stuffed message and the end-of-data mark, read the reply."""
+        self.connection.send(dot_stuff(message))
+        return self.read_reply()
+
+    def rset(self) -> SmtpReply:
+        return self.command("RSET")
+
+    def noop(self) -> SmtpReply:
+        return self.command("NOOP")
+
+    def quit(self) -> SmtpReply:
+        return self.command("QUIT")
+
+    def starttls(self, context: ssl.SSLContext, server_name: str) -> SmtpReply:
+        """STARTTLS; on 220 the handshake follows and the extension list is forgotten (RFC 3207 §4.2)."""
+        reply = self.command("STARTTLS")
+        if reply.code == 220:
+            self.connection.start_tls(context, server_name)
+            self.extensions = {}
+        return reply
+
+    def auth_plain(self, user: str, password: str) -> SmtpReply:
+        """AUTH PLAIN with an initial response (RFC 4954, RFC 4616); the payload is never recorded."""
+        payload = b64encode(f"\0{user}\0{password}".encode()).decode()
+        return self.command(f"AUTH PLAIN {payload}", redacted=f"AUTH PLAIN {REDACTED}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def read_reply(connection: Connection) -> SmtpReply:
+    """Read lines until the last line of one reply; the whole reply must come within the timeout."""
+    deadline = connection.deadline()
+    lines = []
+    while True:
+        line = connection.readline(deadline)
+        lines.append(line)
+        _, more, _ = parse_reply_line(line)
+        if not more:
+            return parse_reply(lines)
+        if len(lines) >= MAX_REPLY_LINES:
+            raise ReplyTooLong(f"a reply of more than {MAX_REPLY_LINES} lines")
