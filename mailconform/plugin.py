@@ -193,9 +193,9 @@ def pop3(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) ->
 
 
 @pytest.fixture
-def mailbox(target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
+def mailbox(request: pytest.FixtureRequest, target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
     """Delivers probe messages over SMTP and finds them over POP3; removes them afterwards."""
-    box = Mailbox(target, smtp, pop3)
+    box = Mailbox(target, smtp, pop3, request.config.stash[STATE].health)
     yield box
     box.clean_up()
 
@@ -231,7 +231,7 @@ def pytest_runtest_setup(item: pytest.Item):
     info = _info(item)
     if info is None:
         return (yield)
-    item.stash[RUN] = CheckRun(item.config.stash[STATE].target(_target_name(item)))
+    item.stash[RUN] = CheckRun(info.id, item.config.stash[STATE].target(_target_name(item)))
     try:
         return (yield)
     except (KeyboardInterrupt, SystemExit):

@@ -28,6 +28,7 @@ POP3_LOGIN_CHECK = "pop3.session.login"
 class CheckRun:
     """What one check (on one target) used and produced."""
 
+    check_id: str
     target: Target
     transcripts: list[Transcript] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -268,10 +269,11 @@ class Mailbox:
 
     SEARCH_DEPTH = 50  # newest messages looked at when searching for a probe
 
-    def __init__(self, target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
+    def __init__(self, target: Target, smtp: SmtpFactory, pop3: Pop3Factory, health: ServiceHealth):
         self.target = target
         self.smtp = smtp
         self.pop3 = pop3
+        self.health = health
         self.delivered: list[ProbeMessage] = []
 
     def delivery_refusal(self) -> str | None:
@@ -312,6 +314,9 @@ class Mailbox:
     def delivered_message(self) -> FoundMessage:
         """A message this check delivered, found in the mailbox; a lost one fails the check."""
         self.pop3.credentials()
+        lost = self.health.get(self.target, "delivery")
+        if lost is not None:
+            raise Blocked(lost.cause, lost.reason)
         message = self.deliver()
         deadline = time.monotonic() + self.target.delivery_wait
         while True:
@@ -321,9 +326,10 @@ class Mailbox:
                 return FoundMessage(session, number, message)
             session.quit()
             if time.monotonic() >= deadline:
-                raise CheckFailed(
-                    f"the server accepted the message with 250 but it is not in {self.target.account.user}'s "
-                    f"mailbox after {self.target.delivery_wait:g} s (probe {message.token})")
+                reason = (f"the server accepted a message with 250 but it is not in {self.target.account.user}'s "
+                          f"mailbox after {self.target.delivery_wait:g} s (probe {message.token})")
+                self.health.record(self.target, "delivery", Failure(self.pop3.run.check_id, reason))
+                raise CheckFailed(reason)
             time.sleep(0.2)
 
     def any_message(self) -> FoundMessage:

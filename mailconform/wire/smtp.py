@@ -23,6 +23,7 @@ class SmtpReply:
 
     code: int
     lines: tuple[str, ...]  # the text of each line, after the code and separator
+    bare_lf: bool = False   # some line ended in LF alone (RFC 5321 §2.3.8 wants CRLF)
 
     @property
     def text(self) -> str:
@@ -60,6 +61,7 @@ def parse_reply(lines: list[bytes]) -> SmtpReply:
     """A whole reply from its raw lines; every line must carry the same code (RFC 5321 §4.2.1)."""
     code = None
     texts = []
+    bare_lf = any(not line.endswith(b"\r\n") for line in lines)
     for i, line in enumerate(lines):
         line_code, more, text = parse_reply_line(line)
         if code is not None and line_code != code:
@@ -70,7 +72,7 @@ def parse_reply(lines: list[bytes]) -> SmtpReply:
         texts.append(text)
     if code is None:
         raise MalformedReply("an empty reply")
-    return SmtpReply(code, tuple(texts))
+    return SmtpReply(code, tuple(texts), bare_lf)
 
 
 def parse_ehlo_keywords(reply: SmtpReply) -> dict[str, str]:

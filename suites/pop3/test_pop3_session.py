@@ -151,6 +151,6 @@ def test_wrong_password_is_refused(pop3):
     RFC 1939 §7 (PASS): the server "uses the argument pair from the USER and PASS commands to
     determine if the client should be given access"; "-ERR invalid password".
     """
-    user, _ = pop3.credentials()
+    user = pop3.credentials()[0]
     session = pop3.login_channel()
     expect(session.login(user, fake_password()), "a wrong password was accepted").err()

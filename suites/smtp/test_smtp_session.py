@@ -4,19 +4,23 @@ from mailconform.checks import check, expect, require, warn
 from mailconform.probes import ProbeMessage
 
 STEP = "A1.smtp-session"
+EXTRA_REPLY_WAIT = 0.5  # seconds to listen for replies nobody asked for, once something is off
 
 
 @check("smtp.session.greeting", step=STEP, rfc="5321#4.2", level="MUST", severity="high",
        hint="Postfix: is `smtpd` listening on this address (master.cf `smtp inet`, inet_interfaces)? "
             "Is a firewall dropping port 25?")
 def test_greeting_is_220(smtp):
-    """The server greets with 220, read whole even when it spans several lines.
+    """The server greets with 220, read whole even when it spans several lines, lines ending in CRLF.
 
     RFC 5321 §3.1: "An SMTP session is initiated when a client opens a connection to a server and
     the server responds with an opening message."  §4.3.2: CONNECTION ESTABLISHMENT S: 220 E: 554.
+    §2.3.8: "Lines consist of zero or more data characters terminated by the sequence ASCII
+    character "CR" (hex value 0D) followed immediately by ASCII character "LF" (hex value 0A)."
     """
     session = smtp.connect()
-    expect(session.greeting, "the opening message is not a 220 reply").code(220)
+    greeting = expect(session.greeting, "the opening message is not a 220 reply").code(220)
+    expect(not greeting.bare_lf, "the greeting's lines end in a bare LF instead of CRLF")
 
 
 @check("smtp.session.ehlo", step=STEP, rfc="5321#4.1.1.1", level="MUST", severity="high",
@@ -102,8 +106,9 @@ def test_message_ends_at_crlf_dot_crlf(smtp, target, intrusive_recipient):
     require(session.rcpt(message.recipient), 250, 251, by="smtp.session.rcpt-to")
     require(session.data(), 354, by="smtp.session.data")
     expect(session.send_message(message.as_bytes()), "end of data was not accepted").code(250)
-    expect(session.noop(), "after the message the session is out of step: the server answered part of the "
-                           "message as commands (it ended the data early, at a line starting with a dot)").code(250)
+    in_step = session.noop().code == 250 or not session.connection.pending(EXTRA_REPLY_WAIT)
+    expect(in_step, "more replies came after the 250: the server ended the message early (at a line "
+                    "starting with a dot) and answered the rest of the message as commands")
 
 
 @check("smtp.session.quit", step=STEP, rfc="5321#4.1.1.10", level="MUST", severity="high",
@@ -144,7 +149,7 @@ def test_unknown_command_is_500(smtp):
     reply = expect(session.command("XMAILCONFORM")).code(500, 502)
     if reply.code == 502:
         warn("the unknown command got 502 (not implemented) where RFC 5321 §4.2.4 recommends 500 (not recognized)")
-    expect(session.noop(), "the session did not go on after the unknown command").code(250)
+    expect(session.noop().code != 421, "the server ended the session after the unknown command")
 
 
 @check("smtp.session.rset", step=STEP, rfc="5321#4.1.1.5", level="MUST", severity="high",

@@ -1,0 +1,182 @@
+"""Every A1 check fails on at least one broken twin, and exactly the expected checks fail on each.
+
+The twins are small scripted servers (fixtures/twins) on loopback, each wrong in one way; the
+suite runs against all of them in one pytest process, as a grader runs it against a class.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+
+import pytest
+
+from fixtures.twins import MAIL_FAULTS, DnsTwin, MailTwin
+from suite_runner import everything_written, run_suite
+
+PASSWORD = "twin-s3cret-pw-7781"
+A1_CHECKS = {
+    "smtp.session.greeting", "smtp.session.ehlo", "smtp.session.helo", "smtp.session.mail-from",
+    "smtp.session.rcpt-to", "smtp.session.data", "smtp.session.end-of-data", "smtp.session.quit",
+    "smtp.session.rcpt-before-mail", "smtp.session.unknown-command", "smtp.session.rset", "smtp.session.noop",
+    "dns.mx.records", "dns.mx.host-resolves", "dns.mx.answers-smtp",
+    "pop3.session.greeting", "pop3.session.login", "pop3.session.stat", "pop3.session.list",
+    "pop3.session.retr", "pop3.session.dele-rset", "pop3.session.dele-quit", "pop3.session.unknown-command",
+    "pop3.session.bad-password",
+}
+
+#: fault → the checks that must fail on a twin with that fault (and no other check may fail).
+EXPECTED_FAILURES: dict[str, set[str]] = {
+    "greeting-554": {"smtp.session.greeting"},
+    "greeting-multiline": set(),
+    "greeting-silent": set(),           # inconclusive, not failed: see test_silent_and_421_are_inconclusive
+    "greeting-garbage": {"smtp.session.greeting"},
+    "greeting-421": set(),
+    "ehlo-502": {"smtp.session.ehlo"},
+    "helo-multiline": {"smtp.session.helo"},
+    "mail-550": {"smtp.session.mail-from"},
+    "rcpt-550": {"smtp.session.rcpt-to"},
+    "data-554": {"smtp.session.data"},
+    "eod-early": {"smtp.session.end-of-data", "pop3.session.retr"},
+    "no-unstuff": {"pop3.session.retr"},
+    "lose-message": {"pop3.session.list"},   # the first check that delivers; the others are blocked by it
+    "quit-no-close": {"smtp.session.quit"},
+    "quit-250": {"smtp.session.quit"},
+    "rcpt-before-mail-250": {"smtp.session.rcpt-before-mail"},
+    "unknown-250": {"smtp.session.unknown-command"},
+    "unknown-502": set(),               # a warning, not a failure
+    "rset-500": {"smtp.session.rset"},
+    "noop-500": {"smtp.session.noop"},
+    "bare-lf-replies": {"smtp.session.greeting"},
+    "pop3-greeting-err": {"pop3.session.greeting"},
+    "pop3-login-fails": {"pop3.session.login"},
+    "pop3-any-password": {"pop3.session.bad-password"},
+    "pop3-stat-words": {"pop3.session.stat"},
+    "pop3-list-size-wrong": {"pop3.session.list"},
+    "pop3-no-stuff": {"pop3.session.list", "pop3.session.retr"},
+    "pop3-dele-ignored": {"pop3.session.dele-quit"},
+    "pop3-rset-ignored": {"pop3.session.dele-rset"},
+    "pop3-unknown-ok": {"pop3.session.unknown-command"},
+}
+
+#: DNS twins: target domain → (zone records, the checks that must fail).
+DNS_CASES: dict[str, tuple[dict, set[str]]] = {
+    "twin.test": ({"twin.test": {"MX": [(10, "mx.twin.test")]}, "mx.twin.test": {"A": ["127.0.0.1"]}}, set()),
+    "implicit.test": ({"implicit.test": {"A": ["127.0.0.1"]}}, set()),
+    "nxdomain.test": ({}, {"dns.mx.records"}),
+    "no-address.test": ({"no-address.test": {"MX": [(10, "ghost.no-address.test")]}}, {"dns.mx.host-resolves"}),
+    "dead-mx.test": ({"dead-mx.test": {"MX": [(10, "mx.dead-mx.test")]}, "mx.dead-mx.test": {"A": ["127.0.0.2"]}},
+                     {"dns.mx.answers-smtp"}),
+}
+TIMEOUT = 2
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _target_table(name: str, smtp_port: int, pop3_port: int, domain: str | None, dns_port: int) -> str:
+    domain_line = f'domain = "{domain}"\ndns = "127.0.0.1:{dns_port}"\n' if domain else ""
+    return (f'[targets.{name}]\nhost = "127.0.0.1"\n{domain_line}intrusive = true\nallow_cleartext_auth = true\n'
+            f'timeout = {TIMEOUT}\ndelivery_wait = 1\n'
+            f'[targets.{name}.services]\nsmtp = {smtp_port}\npop3 = {pop3_port}\n'
+            f'[targets.{name}.account]\nuser = "alice"\npassword = "{PASSWORD}"\naddress = "alice@twin.test"\n')
+
+
+@pytest.fixture(scope="module")
+def twin_run(tmp_path_factory):
+    """One suite run over every twin: one target per fault, per DNS case, and a port with nothing on it."""
+    zone = {}
+    for records, _ in DNS_CASES.values():
+        zone.update(records)
+    twins = {fault: MailTwin({fault}, accounts={"alice": PASSWORD}) for fault in EXPECTED_FAILURES}
+    healthy = MailTwin(accounts={"alice": PASSWORD})
+    dns = DnsTwin(zone)
+    servers = [*twins.values(), healthy, dns]
+    for server in servers:
+        server.start()
+    try:
+        tables = [_target_table(fault, twin.smtp_port, twin.pop3_port, None, dns.port) for fault, twin in twins.items()]
+        tables += [_target_table(domain.replace(".", "-"), healthy.smtp_port, healthy.pop3_port, domain, dns.port)
+                   for domain in DNS_CASES]
+        tables.append(_target_table("nothing-listening", _closed_port(), _closed_port(), None, dns.port))
+        directory = tmp_path_factory.mktemp("twins")
+        targets_file = directory / "targets.toml"
+        targets_file.write_text("\n".join(tables))
+        names = [*EXPECTED_FAILURES, *(d.replace(".", "-") for d in DNS_CASES), "nothing-listening"]
+        yield run_suite(directory / "reports", names, targets_file, "-l")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_every_fault_of_the_twins_is_covered():
+    assert set(EXPECTED_FAILURES) == set(MAIL_FAULTS)
+
+
+def test_every_check_fails_on_some_twin():
+    failing = set().union(*EXPECTED_FAILURES.values(), *(fails for _, fails in DNS_CASES.values()))
+    assert A1_CHECKS <= failing, f"checks no twin makes fail: {sorted(A1_CHECKS - failing)}"
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECTED_FAILURES))
+def test_exactly_the_expected_checks_fail(twin_run, fault):
+    outcomes = twin_run.outcomes(fault)
+    assert set(outcomes) == A1_CHECKS, twin_run.output[-3000:]
+    assert twin_run.checks_with(fault, "fail") == EXPECTED_FAILURES[fault], outcomes
+
+
+@pytest.mark.parametrize("domain", sorted(DNS_CASES))
+def test_dns_twins_fail_exactly_the_expected_mx_checks(twin_run, domain):
+    target = domain.replace(".", "-")
+    assert twin_run.checks_with(target, "fail") == DNS_CASES[domain][1], twin_run.outcomes(target)
+
+
+def test_implicit_mx_passes_with_a_warning(twin_run):
+    assert twin_run.outcomes("implicit-test")["dns.mx.records"] == "warn"
+    assert twin_run.outcomes("implicit-test")["dns.mx.answers-smtp"] == "pass"
+
+
+def test_a_healthy_twin_passes_everything(twin_run):
+    outcomes = twin_run.outcomes("twin-test")
+    assert set(outcomes.values()) == {"pass"}, outcomes
+
+
+def test_a_failed_greeting_blocks_the_rest_of_the_service(twin_run):
+    outcomes = twin_run.outcomes("greeting-554")
+    smtp_checks = {c for c in outcomes if c.startswith("smtp.")} - {"smtp.session.greeting"}
+    assert {outcomes[c] for c in smtp_checks} == {"blocked"}
+    assert "blocked by smtp.session.greeting" in twin_run.message("greeting-554", "smtp.session.ehlo")
+    assert outcomes["pop3.session.login"] == "pass"
+    assert outcomes["pop3.session.retr"] == "blocked"  # it needs SMTP to deliver its message
+
+
+def test_silent_and_421_are_inconclusive(twin_run):
+    for fault in ("greeting-silent", "greeting-421"):
+        assert twin_run.outcomes(fault)["smtp.session.greeting"] == "inconclusive"
+
+
+def test_nothing_listening_fails_the_greetings_and_blocks_the_rest(twin_run):
+    outcomes = twin_run.outcomes("nothing-listening")
+    assert twin_run.checks_with("nothing-listening", "fail") == {"smtp.session.greeting", "pop3.session.greeting"}
+    assert "connection refused" in twin_run.message("nothing-listening", "smtp.session.greeting")
+    assert {o for c, o in outcomes.items() if c.startswith("smtp.") and c != "smtp.session.greeting"} == {"blocked"}
+
+
+def test_unknown_command_502_is_a_warning(twin_run):
+    assert twin_run.outcomes("unknown-502")["smtp.session.unknown-command"] == "warn"
+
+
+def test_a_lost_message_fails_once_and_blocks_the_other_delivery_checks(twin_run):
+    outcomes = twin_run.outcomes("lose-message")
+    assert {outcomes[c] for c in ("pop3.session.retr", "pop3.session.dele-rset", "pop3.session.dele-quit")} == {"blocked"}
+
+
+def test_no_password_is_written_anywhere(twin_run):
+    written = everything_written(twin_run)
+    assert twin_run.results, twin_run.output[-3000:]
+    assert PASSWORD not in written
+    assert base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode() not in written
+    assert "PASS ***" in written  # the transcripts are there, redacted
