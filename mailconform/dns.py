@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import dns.exception
 import dns.resolver
-import dns.rdatatype
 
 from mailconform.targets import Target
 from mailconform.wire.transcript import Transcript
@@ -27,10 +26,14 @@ class MxRecord:
 
 
 class Lookup:
-    """Queries one resolver: the target's ``dns`` server, or the system's."""
+    """Queries one resolver: the target's ``dns`` server, or the system's.
 
-    def __init__(self, target: Target, transcript: Transcript):
+    Answers (and failures) are kept in ``cache`` for the rest of the run, so a resolver that does not
+    answer costs one timeout, not one per check; the transcript says when an answer is replayed."""
+
+    def __init__(self, target: Target, transcript: Transcript, cache: dict):
         self.transcript = transcript
+        self.cache = cache
         if target.dns:
             self.resolver = dns.resolver.Resolver(configure=False)
             self.resolver.nameservers = [target.dns[0]]
@@ -45,6 +48,24 @@ class Lookup:
 
     def query(self, name: str, rdtype: str) -> list:
         """The records of ``rdtype`` at ``name``; [] when the name exists without them (NODATA)."""
+        key = (name.lower(), rdtype)
+        if key not in self.cache:
+            try:
+                self.cache[key] = self._ask(name, rdtype)
+            except DnsFailure as failure:
+                self.cache[key] = failure
+                raise
+            return self.cache[key]
+        self.transcript.client(f"{name} {rdtype}?".encode())
+        answer = self.cache[key]
+        self.transcript.note("answer from earlier in this run:")
+        if isinstance(answer, DnsFailure):
+            self.transcript.server(str(answer).encode())
+            raise answer
+        self.transcript.server(_show(answer))
+        return answer
+
+    def _ask(self, name: str, rdtype: str) -> list:
         self.transcript.client(f"{name} {rdtype}?".encode())
         try:
             answer = self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
@@ -58,7 +79,7 @@ class Lookup:
             self.transcript.server(b"(no answer)")
             raise DnsFailure("timeout", f"no DNS answer for {name} {rdtype} within {self.resolver.lifetime:g} s") from None
         records = list(answer.rrset or [])
-        self.transcript.server((" | ".join(r.to_text() for r in records) or "NOERROR, no records (NODATA)").encode())
+        self.transcript.server(_show(records))
         return records
 
     def mx(self, domain: str) -> list[MxRecord]:
@@ -77,3 +98,7 @@ class Lookup:
                     raise
                 break
         return found
+
+
+def _show(records: list) -> bytes:
+    return (" | ".join(r.to_text() for r in records) or "NOERROR, no records (NODATA)").encode()

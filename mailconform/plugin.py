@@ -33,6 +33,7 @@ class RunState:
     targets: list[Target] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     health: ServiceHealth = field(default_factory=ServiceHealth)
+    dns_answers: dict[str, dict] = field(default_factory=dict)  # per target: (name, type) → answer
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -219,9 +220,10 @@ def intrusive_recipient(target: Target, recipient: str) -> str:
 
 
 @pytest.fixture
-def dns_lookup(target: Target, check_run: CheckRun) -> Lookup:
+def dns_lookup(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) -> Lookup:
     """DNS queries through the target's resolver, recorded in the check's transcript."""
-    return Lookup(target, check_run.transcript("dns"))
+    answers = request.config.stash[STATE].dns_answers.setdefault(target.name, {})
+    return Lookup(target, check_run.transcript("dns"), answers)
 
 
 # --------------------------------------------------------------------------- running a check

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from fixtures.twins import MAIL_FAULTS, DnsTwin, MailTwin
+from fixtures.twins import MAIL_FAULTS, Blackhole, DnsTwin, MailTwin
 from suite_runner import everything_written, run_suite
 
 PASSWORD = "twin-s3cret-pw-7781"
@@ -180,3 +180,24 @@ def test_no_password_is_written_anywhere(twin_run):
     assert PASSWORD not in written
     assert base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode() not in written
     assert "PASS ***" in written  # the transcripts are there, redacted
+
+
+def test_a_dead_host_costs_one_connect_timeout_per_service(tmp_path):
+    """A host that never answers: each service's greeting is inconclusive after one connect attempt,
+    and every other check of that service is blocked without trying again."""
+    with Blackhole() as smtp, Blackhole() as pop3, Blackhole() as pop3s:
+        targets_file = tmp_path / "targets.toml"
+        targets_file.write_text(
+            f'[targets.dead]\nhost = "127.0.0.1"\ndomain = "dead.test"\ntimeout = 1\nintrusive = true\n'
+            f'dns = "127.0.0.1:{_closed_port()}"\n'
+            f'[targets.dead.services]\nsmtp = {smtp.port}\npop3 = {pop3.port}\npop3s = {pop3s.port}\n'
+            f'[targets.dead.account]\nuser = "alice"\npassword = "{PASSWORD}"\naddress = "alice@dead.test"\n')
+        run = run_suite(tmp_path / "reports", ["dead"], targets_file)
+    outcomes = run.outcomes("dead")
+    assert outcomes["smtp.session.greeting"] == outcomes["pop3.session.greeting"] == "inconclusive", outcomes
+    assert run.checks_with("dead", "fail") == set()
+    assert run.checks_with("dead", "pass") == set()
+    attachments = "".join(p.read_text() for p in (run.reports / "allure").glob("*-attachment.txt"))
+    attempts = {name: attachments.count(f"connecting to 127.0.0.1:{hole.port}")
+                for name, hole in (("smtp", smtp), ("pop3", pop3), ("pop3s", pop3s))}
+    assert attempts == {"smtp": 1, "pop3": 1, "pop3s": 0}
