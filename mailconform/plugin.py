@@ -351,7 +351,7 @@ class Results:
 
     def pytest_sessionfinish(self) -> None:
         path = self.config.option.results_json
-        if path:
+        if path and not hasattr(self.config, "workerinput"):  # under xdist, only the controller writes
             Path(path).write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
