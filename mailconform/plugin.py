@@ -100,8 +100,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     state = metafunc.config.stash[STATE]
     if not state.targets:
-        raise pytest.UsageError(
-            f"no target: run e.g. pytest --target=NAME or --target=smtp://host ({_known_names(state)})")
+        return  # reported as a usage error once collection is over
     if TARGET_PARAM not in metafunc.fixturenames:
         metafunc.fixturenames.append(TARGET_PARAM)
     names = [t.name for t in state.targets]
@@ -125,9 +124,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if info is None:
             selected.append(item)
             continue
-        owner = seen.setdefault(info.id, item.function.__qualname__)
-        if owner != item.function.__qualname__:
-            raise pytest.UsageError(f"check id {info.id} is declared twice: {owner} and {item.function.__qualname__}")
+        if not state.targets:
+            raise pytest.UsageError(
+                f"no target: run e.g. pytest --target=NAME or --target=smtp://host ({_known_names(state)})")
+        function = item.nodeid.split("[")[0]
+        owner = seen.setdefault(info.id, function)
+        if owner != function:
+            raise pytest.UsageError(f"check id {info.id} is declared twice: {owner} and {function}")
         if state.steps and info.step not in state.steps:
             deselected.append(item)
             continue

@@ -164,7 +164,9 @@ def _parse_host_port(text: str, default_port: int) -> tuple[str, int] | None:
     """``"127.0.0.1"``, ``"127.0.0.1:53"``, ``"[::1]:53"`` → (host, port); None when malformed."""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     else:
@@ -325,7 +327,9 @@ def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
         errors.append("a target URL is scheme://[user@]host[:port] with nothing after it")
     if errors:
         raise TargetsError(url, errors)
-    endpoint = Endpoint(parts.hostname, port or DEFAULT_PORTS[parts.scheme])
+    if port == 0:
+        raise TargetsError(url, ["expected a port 1-65535, got 0"])
+    endpoint = Endpoint(parts.hostname, DEFAULT_PORTS[parts.scheme] if port is None else port)
     account = None
     if parts.username:
         account = Account(user=unquote(parts.username), password=env.get(PASSWORD_ENV_FOR_URLS),

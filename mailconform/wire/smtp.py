@@ -14,6 +14,7 @@ from mailconform.wire.transcript import REDACTED, Transcript
 DEFAULT_EHLO_NAME = "mailconform.example.com"
 MAX_REPLY_LINES = 200
 _LINE = re.compile(rb"^([0-9]{3})([ -].*)?\r?\n$", re.S)
+_CODE = re.compile(r"^[2-5][0-5][0-9]$")  # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 
 
@@ -49,9 +50,10 @@ def parse_reply_line(line: bytes) -> tuple[int, bool, str]:
     match = _LINE.match(line)
     if not match:
         raise MalformedReply(f"not an SMTP reply line: {line[:80]!r}")
+    if not _CODE.match(match.group(1).decode()):
+        raise MalformedReply(f"reply code {match.group(1).decode()} is not a valid code: first digit 2-5, "
+                             "second digit 0-5 (RFC 5321 §4.2)")
     code = int(match.group(1))
-    if not 200 <= code <= 559:
-        raise MalformedReply(f"reply code {code} is outside 2xx-5xx (RFC 5321 §4.2)")
     rest = (match.group(2) or b"").rstrip(b"\r\n")
     more = rest.startswith(b"-")
     return code, more, rest[1:].decode("utf-8", errors="replace")

@@ -1,0 +1,97 @@
+"""Transcripts: rendered like the lab handout (C:/S:), odd bytes made visible, secrets never recorded."""
+
+import base64
+import socket
+
+import pytest
+
+from mailconform.wire.connection import Connection
+from mailconform.wire.imap import ImapResponse, ImapSession
+from mailconform.wire.pop3 import Pop3Session, parse_status
+from mailconform.wire.smtp import SmtpSession, parse_reply
+from mailconform.wire.transcript import REDACTED, Transcript
+
+PASSWORD = "s3cr3t-pw\u00e9!"
+
+
+def rendered_lines(direction, data):
+    transcript = Transcript("t")
+    getattr(transcript, direction)(data)
+    return transcript.render().splitlines()[1:]
+
+
+@pytest.mark.parametrize("direction, data, lines", [
+    ("client", b"EHLO me\r\n", ["C: EHLO me"]),
+    ("server", b"250-one\r\n250 two\r\n", ["S: 250-one", "S: 250 two"]),
+    ("server", b"250 bare\n", ["S: 250 bare (bare LF)"]),
+    ("client", b"QUIT", ["C: QUIT (no line end)"]),
+    ("client", b"a\r\n\r\n", ["C: a", "C: "]),
+    ("server", b"a\rb\r\n", ["S: a\\rb"]),                          # a bare CR inside a line
+    ("server", b"\x00\x07\x1b[31m\x7f\r\n", ["S: \\x00\\x07\\x1b[31m\\x7f"]),
+    ("server", b"caf\xc3\xa9 \xff\r\n", ["S: caf\u00e9 \\xff"]),      # UTF-8 shown, invalid bytes escaped
+    ("server", b"tab\there\r\n", ["S: tab\there"]),
+    ("server", b"\r\n.\n", ["S: ", "S: . (bare LF)"]),
+])
+def test_bytes_are_rendered_one_line_per_entry_with_odd_bytes_visible(direction, data, lines):
+    assert rendered_lines(direction, data) == lines
+
+
+def test_render_has_a_title_notes_and_optional_timestamps_and_tail():
+    transcript = Transcript("smtp 127.0.0.1:25")
+    transcript.note("connecting")
+    transcript.server(b"220 hi\r\n")
+    transcript.client(b"QUIT\r\n")
+    assert transcript.render() == "# smtp 127.0.0.1:25\n*: connecting\nS: 220 hi\nC: QUIT"
+    assert transcript.render(tail=2) == "   \u2026 1 earlier line(s)\nS: 220 hi\nC: QUIT"
+    stamped = transcript.render(timestamps=True).splitlines()
+    assert all(line.startswith("[") and "] " in line for line in stamped[1:])
+
+
+def test_redacted_client_data_is_replaced_as_a_whole():
+    transcript = Transcript("t")
+    transcript.client(b"PASS one\r\nPASS two\r\n", redacted="PASS ***")
+    assert transcript.render().splitlines()[1:] == ["C: PASS ***"]
+
+
+# --------------------------------------------------------------------------- sessions never record secrets
+
+def smtp_auth(connection, server):
+    server.sendall(b"235 2.7.0 Authentication successful\r\n")
+    SmtpSession(connection, parse_reply([b"220 hi\r\n"])).auth_plain("alice", PASSWORD)
+    return "AUTH PLAIN " + REDACTED
+
+
+def pop3_pass(connection, server):
+    server.sendall(b"+OK logged in\r\n")
+    Pop3Session(connection, parse_status(b"+OK hi\r\n")).pass_(PASSWORD)
+    return "PASS " + REDACTED
+
+
+def imap_login(connection, server):
+    server.sendall(b"a1 OK logged in\r\n")
+    ImapSession(connection, ImapResponse("*", "OK", "hi")).login("alice", PASSWORD)
+    return f'a1 LOGIN "alice" {REDACTED}'
+
+
+def secret_forms():
+    """The password as it could appear: plain, and inside the AUTH PLAIN base64 payload."""
+    plain = PASSWORD.encode()
+    return [plain, base64.b64encode(b"\0alice\0" + plain), base64.b64encode(plain)]
+
+
+@pytest.mark.parametrize("authenticate", [smtp_auth, pop3_pass, imap_login])
+def test_credentials_reach_the_server_but_never_the_transcript(authenticate):
+    ours, server = socket.socketpair()
+    transcript = Transcript("auth")
+    try:
+        shown = authenticate(Connection(ours, transcript, timeout=1.0), server)
+        on_the_wire = server.recv(4096)
+    finally:
+        ours.close()
+        server.close()
+    assert any(secret in on_the_wire for secret in secret_forms()), "the test did not really send the password"
+    rendered = transcript.render(timestamps=True)
+    assert f"C: {shown}" in rendered
+    for secret in secret_forms():
+        assert secret.decode() not in rendered
+    assert "s3cr3t" not in rendered
