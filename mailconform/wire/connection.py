@@ -20,7 +20,8 @@ class Connection:
         self.transcript = transcript
         self.timeout = timeout
         self.max_line = max_line
-        self.buffer = b""
+        self._data = bytearray()  # received, not yet read past self._pos
+        self._pos = 0
         self.closed = False
 
     @classmethod
@@ -66,27 +67,40 @@ class Connection:
     def deadline(self, seconds: float | None = None) -> float:
         return time.monotonic() + (self.timeout if seconds is None else seconds)
 
+    @property
+    def buffer(self) -> bytes:
+        """Bytes received and not read yet."""
+        return bytes(self._data[self._pos:])
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self._data[self._pos:self._pos + size])
+        self._pos += len(data)
+        return data
+
+    def _take_all(self) -> bytes:
+        return self._take(len(self._data) - self._pos)
+
     def readline(self, deadline: float) -> bytes:
         """One line including its terminator (LF, CRLF); the transcript records it."""
         while True:
-            newline = self.buffer.find(b"\n")
+            newline = self._data.find(b"\n", self._pos)
             if newline >= 0:
-                line, self.buffer = self.buffer[: newline + 1], self.buffer[newline + 1:]
+                line = self._take(newline + 1 - self._pos)
                 if len(line) > self.max_line:
                     self.transcript.server(line[:200] + b"...")
                     raise ReplyTooLong(f"a reply line of {len(line)} octets (cap {self.max_line})")
                 self.transcript.server(line)
                 return line
-            if len(self.buffer) > self.max_line:
-                self.transcript.server(self.buffer[:200] + b"...")
+            if len(self._data) - self._pos > self.max_line:
+                self.transcript.server(self._data[self._pos:self._pos + 200] + b"...")
                 raise ReplyTooLong(f"more than {self.max_line} octets without a line end")
             self._fill(deadline)
 
     def read_exact(self, size: int, deadline: float) -> bytes:
         """Exactly ``size`` octets (an IMAP literal); the transcript records them."""
-        while len(self.buffer) < size:
+        while len(self._data) - self._pos < size:
             self._fill(deadline)
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        data = self._take(size)
         self.transcript.server(data)
         return data
 
@@ -104,14 +118,16 @@ class Connection:
             raise ConnectionClosed(f"the connection was reset ({exc})") from None
         if not chunk:
             if self.buffer:
-                self.transcript.server(self.buffer)
+                self.transcript.server(self._take_all())
             self._mark_closed("the server closed the connection")
             raise ConnectionClosed("the server closed the connection")
-        self.buffer += chunk
+        del self._data[:self._pos]
+        self._pos = 0
+        self._data += chunk
 
     def _timed_out(self) -> None:
         if self.buffer:
-            self.transcript.server(self.buffer)
+            self.transcript.server(self._take_all())
         self.transcript.note(f"no complete reply within {self.timeout:g} s")
         raise ReplyTimeout(f"no complete reply within {self.timeout:g} s")
 
@@ -122,7 +138,7 @@ class Connection:
                 self._fill(self.deadline(wait))
             except (ReplyTimeout, ConnectionClosed):
                 return b""
-        data, self.buffer = self.buffer, b""
+        data = self._take_all()
         self.transcript.server(data)
         return data
 
@@ -136,8 +152,7 @@ class Connection:
                 return True
             except ReplyTimeout:
                 return False
-            self.transcript.server(self.buffer)
-            self.buffer = b""
+            self.transcript.server(self._take_all())
         return True
 
     # ------------------------------------------------------------------ TLS and teardown
@@ -145,8 +160,7 @@ class Connection:
     def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
         """Handshake over the open connection (implicit TLS, STARTTLS, STLS)."""
         if self.buffer:
-            self.transcript.note(f"{len(self.buffer)} octet(s) arrived before the handshake; discarded")
-            self.buffer = b""
+            self.transcript.note(f"{len(self._take_all())} octet(s) arrived before the handshake; discarded")
         self.transcript.note(f"TLS handshake (server name {server_name})")
         try:
             self.sock.settimeout(self.timeout)
