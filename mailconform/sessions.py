@@ -15,7 +15,7 @@ from mailconform.checks import Blocked, CheckFailed, Inconclusive, NotApplicable
 from mailconform.probes import ProbeMessage
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.wire import (
-    ConnectFailed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpSession, TlsFailed, Transcript, WireError,
+    ConnectFailed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpReply, SmtpSession, TlsFailed, Transcript, WireError,
 )
 from mailconform.wire.tls import client_context
 
@@ -274,7 +274,8 @@ class Mailbox:
         self.smtp = smtp
         self.pop3 = pop3
         self.health = health
-        self.delivered: list[ProbeMessage] = []
+        self.delivered: list[ProbeMessage] = []  # accepted with 250: removed after the check
+        self.unseen: set[str] = set()             # tokens of those not yet seen in the mailbox
 
     def delivery_refusal(self) -> str | None:
         """Why the suite may not deliver a message to this target, or None."""
@@ -297,10 +298,17 @@ class Mailbox:
         require(session.mail(message.sender), 250, by="smtp.session.mail-from")
         require(session.rcpt(message.recipient), 250, 251, by="smtp.session.rcpt-to")
         require(session.data(), 354, by="smtp.session.data")
-        require(session.send_message(message.as_bytes()), 250, by="smtp.session.end-of-data")
-        self.delivered.append(message)
+        require(self.transmit(session, message), 250, by="smtp.session.end-of-data")
         session.quit()
         return message
+
+    def transmit(self, session: SmtpSession, message: ProbeMessage) -> SmtpReply:
+        """Send ``message`` after a 354; once accepted (250) it is removed again after the check."""
+        reply = session.send_message(message.as_bytes())
+        if reply.code == 250:
+            self.delivered.append(message)
+            self.unseen.add(message.token)
+        return reply
 
     def locate(self, session: Pop3Session, token: str) -> int | None:
         """The number of the message carrying ``token`` in this session's mailbox, or None."""
@@ -323,6 +331,7 @@ class Mailbox:
             session = self.pop3.logged_in()
             number = self.locate(session, message.token)
             if number is not None:
+                self.unseen.discard(message.token)
                 return FoundMessage(session, number, message)
             session.quit()
             if time.monotonic() >= deadline:
@@ -344,20 +353,33 @@ class Mailbox:
         return FoundMessage(session, numbers[-1], None)
 
     def clean_up(self) -> None:
-        """Delete the probe messages this check delivered and left behind (best effort)."""
+        """Delete the probe messages this check got accepted (best effort).
+
+        Messages already seen in the mailbox are looked for once (the check may have deleted them);
+        the others are waited for, up to ``delivery_wait``, since delivery may lag the 250."""
         if not self.delivered:
             return
+        transcript = self.pop3.run.transcript("cleanup")
+        pending = {message.token for message in self.delivered}
+        deadline = time.monotonic() + self.target.delivery_wait
         try:
-            session = self.pop3.logged_in()
-            for message in self.delivered:
-                number = self.locate(session, message.token)
-                if number is not None:
-                    session.dele(number)
-            session.quit()
+            self.pop3.credentials()
+            while pending and self.health.get(self.target, "delivery") is None:
+                session = self.pop3.logged_in()
+                for token in list(pending):
+                    number = self.locate(session, token)
+                    if (number is not None and session.dele(number).ok) or token not in self.unseen:
+                        pending.discard(token)
+                session.quit()
+                if not pending or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
         except Exception as error:  # cleanup must never change the check's verdict
-            self.pop3.run.transcript("cleanup").note(f"removing probe messages failed: {error}")
+            transcript.note(f"removing probe messages failed: {error}")
         finally:
             self.pop3.run.close()
+        if pending:
+            transcript.note(f"probe message(s) left in the mailbox: {', '.join(sorted(pending))}")
 
 
 def fake_password() -> str:

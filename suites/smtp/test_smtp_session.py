@@ -93,7 +93,7 @@ def test_data_is_answered_354(smtp, recipient, target):
 
 @check("smtp.session.end-of-data", step=STEP, rfc="5321#4.5.2", level="MUST", severity="high",
        hint="the server must end the message only at <CRLF>.<CRLF> and remove one leading dot from other lines")
-def test_message_ends_at_crlf_dot_crlf(smtp, target, intrusive_recipient):
+def test_message_ends_at_crlf_dot_crlf(smtp, mailbox, target, intrusive_recipient):
     """A message with lines starting with "." ends only at <CRLF>.<CRLF>, with exactly one 250.
 
     RFC 5321 §4.5.2: "If the line is composed of a single period, it is treated as the end of mail
@@ -105,7 +105,7 @@ def test_message_ends_at_crlf_dot_crlf(smtp, target, intrusive_recipient):
     require(session.mail(message.sender), 250, by="smtp.session.mail-from")
     require(session.rcpt(message.recipient), 250, 251, by="smtp.session.rcpt-to")
     require(session.data(), 354, by="smtp.session.data")
-    expect(session.send_message(message.as_bytes()), "end of data was not accepted").code(250)
+    expect(mailbox.transmit(session, message), "end of data was not accepted").code(250)
     in_step = session.noop().code == 250 or not session.connection.pending(EXTRA_REPLY_WAIT)
     expect(in_step, "more replies came after the 250: the server ended the message early (at a line "
                     "starting with a dot) and answered the rest of the message as commands")

@@ -41,7 +41,8 @@ def _messages_in_alices_mailbox() -> int:
                                   source=target.source)
     try:
         session.stls(client_context(target.tls), target.tls.server_name)
-        assert session.login(target.account.user, target.account.password).ok
+        reply = session.login(target.account.user, target.account.password)
+        assert reply.ok, f"alice could not log in: {reply}"
         return len(session.message_numbers())
     finally:
         session.close()
