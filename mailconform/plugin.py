@@ -242,10 +242,7 @@ def pytest_runtest_setup(item: pytest.Item):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        replacement = _conclude(item, info, error)
-        if replacement is not None:
-            raise replacement from error
-        raise
+        _raise_as_verdict(item, info, error)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -260,14 +257,19 @@ def pytest_runtest_call(item: pytest.Item):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        replacement = _conclude(item, info, error)
-        if replacement is not None:
-            raise replacement from error
-        raise
+        _raise_as_verdict(item, info, error)
     finally:
         current_warnings.reset(token)
     _conclude(item, info, None)
     return result
+
+
+def _raise_as_verdict(item: pytest.Item, info: CheckInfo, error: BaseException) -> None:
+    """Record what ``error`` means for the check, then raise what pytest should see."""
+    replacement = _conclude(item, info, error)
+    if replacement is not None:
+        raise replacement from error
+    raise error
 
 
 def _conclude(item: pytest.Item, info: CheckInfo, error: BaseException | None) -> BaseException | None:

@@ -126,6 +126,14 @@ class _Collector:
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
+    def table(self, value: Any, known: set[str], path: str) -> bool:
+        """Is ``value`` a TOML table?  Its unknown keys are errors too."""
+        if not isinstance(value, dict):
+            self.error(path, f"expected a table, got {value!r}")
+            return False
+        self.unknown_keys(value, known, path)
+        return True
+
     def unknown_keys(self, table: dict, known: set[str], path: str) -> None:
         for key in table:
             if key not in known:
@@ -204,10 +212,8 @@ def _parse_services(c: _Collector, table: Any, host: str | None, path: str) -> d
 
 
 def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str]) -> Account | None:
-    if not isinstance(table, dict):
-        c.error(path, f"expected a table, got {table!r}")
+    if not c.table(table, _ACCOUNT_KEYS, path):
         return None
-    c.unknown_keys(table, _ACCOUNT_KEYS, path)
     user = c.get(table, "user", str, path)
     user_env = c.get(table, "user_env", str, path)
     if (user is None) == (user_env is None):
@@ -228,10 +234,8 @@ def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str])
 
 
 def _parse_tls(c: _Collector, table: Any, path: str, base_dir: Path) -> TlsSettings:
-    if not isinstance(table, dict):
-        c.error(path, f"expected a table, got {table!r}")
+    if not c.table(table, _TLS_KEYS, path):
         return TlsSettings()
-    c.unknown_keys(table, _TLS_KEYS, path)
     ca_file = c.get(table, "ca_file", str, path)
     return TlsSettings(
         ca_file=(base_dir / ca_file) if ca_file else None,
@@ -242,10 +246,8 @@ def _parse_tls(c: _Collector, table: Any, path: str, base_dir: Path) -> TlsSetti
 
 def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Mapping[str, str]) -> Target | None:
     path = f"targets.{name}"
-    if not isinstance(table, dict):
-        c.error(path, f"expected a table, got {table!r}")
+    if not c.table(table, _TARGET_KEYS, path):
         return None
-    c.unknown_keys(table, _TARGET_KEYS, path)
     host = c.get(table, "host", str, path)
     dns = c.get(table, "dns", str, path)
     dns_server = None

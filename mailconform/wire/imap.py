@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.transcript import REDACTED, Transcript
+from mailconform.wire.session import Session
+from mailconform.wire.transcript import REDACTED
 
 MAX_LITERAL = 16 * 1024 * 1024
 MAX_UNTAGGED = 10_000
@@ -58,33 +59,21 @@ def capabilities_from(text: str) -> set[str]:
     return {w.upper() for w in words[1:]}
 
 
-class ImapSession:
+class ImapSession(Session):
     """A lock-step IMAP session with its own tag counter."""
 
     def __init__(self, connection: Connection, greeting: ImapResponse):
-        self.connection = connection
-        self.greeting = greeting
+        super().__init__(connection, greeting)
         self.counter = 0
         self.capabilities: set[str] = capabilities_from(greeting.resp_code or "")
 
     @classmethod
-    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
-                tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "ImapSession":
-        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
-                                     tls=tls, server_name=server_name)
-        try:
-            line = read_response_line(connection, connection.deadline())
-            tag, status, text = parse_status_line(line)
-            if tag != "*":
-                raise MalformedReply(f"the greeting must be untagged: {line[:80]!r}")
-            return cls(connection, ImapResponse("*", status, text))
-        except Exception:
-            connection.close()
-            raise
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.connection.transcript
+    def read_greeting(cls, connection: Connection) -> ImapResponse:
+        line = read_response_line(connection, connection.deadline())
+        tag, status, text = parse_status_line(line)
+        if tag != "*":
+            raise MalformedReply(f"the greeting must be untagged: {line[:80]!r}")
+        return ImapResponse("*", status, text)
 
     def next_tag(self) -> str:
         self.counter += 1
@@ -135,9 +124,6 @@ class ImapSession:
 
     def logout(self) -> ImapResponse:
         return self.command("LOGOUT")
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def quote(value: str) -> str:

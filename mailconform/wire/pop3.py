@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.transcript import REDACTED, Transcript
+from mailconform.wire.session import MailboxCommands, Session
+from mailconform.wire.transcript import REDACTED
 
 MAX_MULTILINE_OCTETS = 16 * 1024 * 1024
 _STATUS = re.compile(rb"^(\+OK|-ERR)(?: (.*))?\r?\n$", re.S)
@@ -50,28 +51,16 @@ def unstuff(line: bytes) -> bytes | None:
     return line[1:] if line.startswith(b".") else line
 
 
-class Pop3Session:
+class Pop3Session(MailboxCommands, Session):
     """A lock-step POP3 session."""
 
     def __init__(self, connection: Connection, greeting: Pop3Reply):
-        self.connection = connection
-        self.greeting = greeting
+        super().__init__(connection, greeting)
         self.capabilities: dict[str, str] | None = None
 
     @classmethod
-    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
-                tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "Pop3Session":
-        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
-                                     tls=tls, server_name=server_name)
-        try:
-            return cls(connection, parse_status(connection.readline(connection.deadline())))
-        except Exception:
-            connection.close()
-            raise
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.connection.transcript
+    def read_greeting(cls, connection: Connection) -> Pop3Reply:
+        return parse_status(connection.readline(connection.deadline()))
 
     def command(self, line: str, redacted: str | None = None) -> Pop3Reply:
         self.connection.send(line.encode("utf-8") + b"\r\n", redacted)
@@ -142,18 +131,6 @@ class Pop3Session:
 
     def dele(self, number: int) -> Pop3Reply:
         return self.command(f"DELE {number}")
-
-    def rset(self) -> Pop3Reply:
-        return self.command("RSET")
-
-    def noop(self) -> Pop3Reply:
-        return self.command("NOOP")
-
-    def quit(self) -> Pop3Reply:
-        return self.command("QUIT")
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def parse_scan_listing(text: bytes | str) -> tuple[int, int] | None:

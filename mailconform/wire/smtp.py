@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.transcript import REDACTED, Transcript
+from mailconform.wire.session import MailboxCommands, Session
+from mailconform.wire.transcript import REDACTED
 
 DEFAULT_EHLO_NAME = "mailconform.example.com"
 MAX_REPLY_LINES = 200
@@ -94,30 +95,17 @@ def dot_stuff(message: bytes) -> bytes:
     return stuffed + b".\r\n"
 
 
-class SmtpSession:
+class SmtpSession(MailboxCommands, Session):
     """A lock-step SMTP session: each method sends one command and reads its whole reply."""
 
     def __init__(self, connection: Connection, greeting: SmtpReply):
-        self.connection = connection
-        self.greeting = greeting
+        super().__init__(connection, greeting)
         self.extensions: dict[str, str] = {}
         self.last_ehlo: SmtpReply | None = None
 
     @classmethod
-    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
-                tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "SmtpSession":
-        """Open the connection and read the greeting (whatever its code)."""
-        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
-                                     tls=tls, server_name=server_name)
-        try:
-            return cls(connection, read_reply(connection))
-        except Exception:
-            connection.close()
-            raise
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.connection.transcript
+    def read_greeting(cls, connection: Connection) -> SmtpReply:
+        return read_reply(connection)
 
     def read_reply(self) -> SmtpReply:
         return read_reply(self.connection)
@@ -154,15 +142,6 @@ class SmtpSession:
         self.connection.send(dot_stuff(message))
         return self.read_reply()
 
-    def rset(self) -> SmtpReply:
-        return self.command("RSET")
-
-    def noop(self) -> SmtpReply:
-        return self.command("NOOP")
-
-    def quit(self) -> SmtpReply:
-        return self.command("QUIT")
-
     def starttls(self, context: ssl.SSLContext, server_name: str) -> SmtpReply:
         """STARTTLS; on 220 the handshake follows and the extension list is forgotten (RFC 3207 §4.2)."""
         reply = self.command("STARTTLS")
@@ -175,9 +154,6 @@ class SmtpSession:
         """AUTH PLAIN with an initial response (RFC 4954, RFC 4616); the payload is never recorded."""
         payload = b64encode(f"\0{user}\0{password}".encode()).decode()
         return self.command(f"AUTH PLAIN {payload}", redacted=f"AUTH PLAIN {REDACTED}")
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def read_reply(connection: Connection) -> SmtpReply:

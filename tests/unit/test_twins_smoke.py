@@ -1,6 +1,5 @@
 """Smoke tests of the scripted broken twins: the default behaves, each fault changes what it claims."""
 
-import re
 import socket
 import time
 

@@ -1,0 +1,55 @@
+"""What every protocol session shares: opening the connection and reading the greeting."""
+
+from __future__ import annotations
+
+import ssl
+
+from mailconform.wire.connection import Connection
+from mailconform.wire.transcript import Transcript
+
+
+class Session:
+    """A connection plus the server's greeting; subclasses say how a greeting is read."""
+
+    def __init__(self, connection: Connection, greeting):
+        self.connection = connection
+        self.greeting = greeting
+
+    @classmethod
+    def read_greeting(cls, connection: Connection):
+        raise NotImplementedError
+
+    @classmethod
+    def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
+                tls: ssl.SSLContext | None = None, server_name: str | None = None):
+        """Open the connection (TLS first for implicit TLS) and read the greeting, whatever it says."""
+        connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
+                                     tls=tls, server_name=server_name)
+        try:
+            return cls(connection, cls.read_greeting(connection))
+        except Exception:
+            connection.close()
+            raise
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.connection.transcript
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class MailboxCommands:
+    """NOOP, RSET and QUIT: the same verbs in SMTP and POP3, each answered by one reply."""
+
+    def command(self, line: str, redacted: str | None = None):
+        raise NotImplementedError
+
+    def noop(self):
+        return self.command("NOOP")
+
+    def rset(self):
+        return self.command("RSET")
+
+    def quit(self):
+        return self.command("QUIT")
