@@ -21,7 +21,7 @@ from mailconform.sessions import CheckRun, Mailbox, Pop3Factory, ServiceHealth, 
 from mailconform.targets import Target, TargetsError, load_targets, resolve_targets
 from mailconform.wire import ConnectFailed, ReplyTimeout, TlsFailed, WireError
 
-TARGET_PARAM = "_mailconform_target"
+TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
 
 
@@ -168,14 +168,9 @@ def _target_name(item: pytest.Item) -> str:
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture
-def _mailconform_target(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def target(request: pytest.FixtureRequest, _mailconform_target: str) -> Target:
-    """The target this check runs against."""
-    return request.config.stash[STATE].target(_mailconform_target)
+def target(request: pytest.FixtureRequest) -> Target:
+    """The target this check runs against (the parameter is its name)."""
+    return request.config.stash[STATE].target(request.param)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter, defaultdict
 
 from mailconform.checks import CheckInfo, Outcome
@@ -19,7 +20,7 @@ def failure_details(info: CheckInfo) -> str:
 
 def description(info: CheckInfo, outcome: Outcome, message: str) -> str:
     """The allure description: the requirement quoted in the docstring, the verdict, the fix."""
-    rows = [info.doc.strip(), "", f"Verdict: {outcome.value}" + (f" — {message}" if message else "")]
+    rows = [inspect.cleandoc(info.doc), "", f"Verdict: {outcome.value}" + (f" — {message}" if message else "")]
     if info.hint:
         rows.append(f"Fix: {info.hint}")
     rows.append(f"{info.rfc_label} ({info.level}): {info.rfc_url}")

@@ -324,7 +324,7 @@ def test_no_password_in_allure_junit_or_terminal_output(lab):
                  "--results-json", "results.json", "-rA", "-l", "-v", subprocess=True)
     assert set(pytest_outcomes(result).values()) == {"FAILED", "SKIPPED"}, "the checks did not run"
     for result_file in (lab.path / "allure").glob("*-result.json"):
-        assert json.loads(result_file.read_text())["parameters"] == [{"name": "_mailconform_target",
+        assert json.loads(result_file.read_text())["parameters"] == [{"name": "target",
                                                                       "value": "'lab'"}]
     written = [p.read_text() for p in (lab.path / "allure").iterdir()]
     written += [(lab.path / name).read_text() for name in ("junit.xml", "results.json")]
