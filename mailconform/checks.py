@@ -193,32 +193,37 @@ class ReplyExpectation:
 
     def code(self, *codes: int) -> SmtpReply:
         """The SMTP reply carries one of ``codes``; 421 (and 4xx where success was wanted) is inconclusive."""
+        __tracebackhide__ = True
         reply = self.reply
         if reply.code in codes:
             return reply
         temporary = _temporary(reply, wanted_success=all(c < 400 for c in codes))
         if temporary:
             raise Inconclusive(temporary)
-        raise CheckFailed(self.what or "unexpected reply", " or ".join(map(str, codes)), str(reply))
+        expected = " or ".join(map(str, codes))
+        raise CheckFailed(self.what or f"the server answered {reply} where {expected} was expected", expected, str(reply))
 
     def ok(self) -> Pop3Reply:
         """The POP3 reply is ``+OK``."""
+        __tracebackhide__ = True
         if self.reply.ok:
             return self.reply
         temporary = _temporary(self.reply, wanted_success=True)
         if temporary:
             raise Inconclusive(temporary)
-        raise CheckFailed(self.what or "unexpected reply", "+OK", str(self.reply))
+        raise CheckFailed(self.what or f"the server answered {self.reply} where +OK was expected", "+OK", str(self.reply))
 
     def err(self) -> Pop3Reply:
         """The POP3 reply is ``-ERR``."""
+        __tracebackhide__ = True
         if not self.reply.ok:
             return self.reply
-        raise CheckFailed(self.what or "unexpected reply", "-ERR", str(self.reply))
+        raise CheckFailed(self.what or f"the server answered {self.reply} where -ERR was expected", "-ERR", str(self.reply))
 
 
 def expect(subject, message: str | None = None):
     """``expect(reply).code(250)`` / ``expect(reply).ok()``, or ``expect(condition, "what went wrong")``."""
+    __tracebackhide__ = True
     if isinstance(subject, (SmtpReply, Pop3Reply)):
         return ReplyExpectation(subject, message or "")
     if message is None:
@@ -232,6 +237,7 @@ def require(reply: SmtpReply | Pop3Reply, *codes: int, by: str) -> None:
     """A step this check builds on must succeed, else the check is blocked by check ``by``.
 
     For an SMTP reply, ``codes`` are the acceptable codes; a POP3 reply must be ``+OK``."""
+    __tracebackhide__ = True
     if isinstance(reply, SmtpReply):
         good = reply.code in codes
     else:

@@ -89,7 +89,8 @@ def test_retr_returns_the_message_as_sent(mailbox):
         return
     expected, got = found.sent.body_lines, body_of(message.lines)
     for index, (want, have) in enumerate(zip(expected, got), start=1):
-        expect(want == have, f"body line {index} differs: sent {want!r}, RETR gave {have!r}")
+        expect(want == have,
+               f"body line {index} differs: sent {want.decode()!r}, RETR gave {have.decode(errors='replace')!r}")
     expect(len(got) >= len(expected),
            f"RETR gave {len(got)} body lines, {len(expected)} were sent: the message ends early "
            "(a line starting with a dot was not byte-stuffed, or the SMTP side cut the message)")
