@@ -27,6 +27,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_DELIVERY_WAIT = 20.0
 DEFAULT_SENDER = "mailconform@example.com"
 PASSWORD_ENV_FOR_URLS = "MAILCONFORM_PASSWORD"
+CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
 
 
 class TargetsError(Exception):
@@ -312,7 +313,8 @@ def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, T
 def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
     """``smtp://host[:port]``, ``pop3s://user@host``… → a one-service target named by the URL.
 
-    The password of a ``user@`` URL comes from ``MAILCONFORM_PASSWORD``, never from the URL."""
+    The password of a ``user@`` URL comes from ``MAILCONFORM_PASSWORD``, never from the URL; the
+    trust anchor for a lab's own CA (or self-signed certificate) from ``MAILCONFORM_CA_FILE``."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -336,8 +338,10 @@ def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
     if parts.username:
         account = Account(user=unquote(parts.username), password=env.get(PASSWORD_ENV_FOR_URLS),
                           password_env=PASSWORD_ENV_FOR_URLS)
+    ca_file = env.get(CA_FILE_ENV_FOR_URLS)
     return Target(name=url, host=endpoint.host, services=MappingProxyType({parts.scheme: endpoint}),
-                  description="given on the command line", account=account)
+                  description="given on the command line", account=account,
+                  tls=TlsSettings(ca_file=Path(ca_file).resolve() if ca_file else None))
 
 
 def is_url(spec: str) -> bool:

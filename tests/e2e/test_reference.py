@@ -1,9 +1,12 @@
 """The whole A1 step set passes on the bundled reference server (real Postfix + Dovecot)."""
 
+import time
+
 import pytest
 
+from mailconform.probes import ProbeMessage
 from mailconform.targets import load_targets
-from mailconform.wire import Pop3Session, Transcript
+from mailconform.wire import Pop3Session, SmtpSession, Transcript
 from mailconform.wire.tls import client_context
 from suite_runner import REPO, everything_written, run_suite
 
@@ -34,15 +37,63 @@ def test_probe_messages_are_cleaned_up(reference_server, tmp_path_factory):
     assert _messages_in_alices_mailbox() == before
 
 
+REFERENCE = load_targets(REPO / "targets.toml")["reference"]
+
+
+def _alices_mailbox() -> Pop3Session:
+    """A POP3 session logged in as alice, over STLS, from the suite's untrusted address."""
+    endpoint = REFERENCE.endpoint("pop3")
+    session = Pop3Session.connect(endpoint.host, endpoint.port, timeout=5, transcript=Transcript("self-test"),
+                                  source=REFERENCE.source)
+    session.stls(client_context(REFERENCE.tls), REFERENCE.tls.server_name)
+    reply = session.login(REFERENCE.account.user, REFERENCE.account.password)
+    assert reply.ok, f"alice could not log in: {reply}"
+    return session
+
+
 def _messages_in_alices_mailbox() -> int:
-    target = load_targets(REPO / "targets.toml")["reference"]
-    endpoint = target.endpoint("pop3")
-    session = Pop3Session.connect(endpoint.host, endpoint.port, timeout=5, transcript=Transcript("count"),
-                                  source=target.source)
+    session = _alices_mailbox()
     try:
-        session.stls(client_context(target.tls), target.tls.server_name)
-        reply = session.login(target.account.user, target.account.password)
-        assert reply.ok, f"alice could not log in: {reply}"
         return len(session.message_numbers())
     finally:
         session.close()
+
+
+@pytest.fixture
+def a_message_for_alice(reference_server):
+    """One message in alice's mailbox (sent here, not by the suite), removed afterwards."""
+    probe = ProbeMessage.new("self-test@example.com", REFERENCE.account.address)
+    endpoint = REFERENCE.endpoint("smtp")
+    smtp = SmtpSession.connect(endpoint.host, endpoint.port, timeout=5, transcript=Transcript("self-test"),
+                               source=REFERENCE.source)
+    for reply in (smtp.ehlo(), smtp.mail(probe.sender), smtp.rcpt(probe.recipient)):
+        assert reply.code == 250, reply
+    assert smtp.data().code == 354 and smtp.send_message(probe.as_bytes()).code == 250
+    smtp.quit()
+    deadline = time.monotonic() + 10
+    while _messages_in_alices_mailbox() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield probe
+    session = _alices_mailbox()
+    for number in session.message_numbers():
+        if probe.token.encode() in b"".join(session.top(number, 0).lines):
+            session.dele(number)
+    session.quit()
+
+
+def test_url_targets_need_no_file(a_message_for_alice, tmp_path, monkeypatch):
+    """smtp:// and pop3s://user@ targets run what they can and call the rest not applicable;
+    the POP3S path logs in over implicit TLS with the CA from MAILCONFORM_CA_FILE."""
+    monkeypatch.setenv("MAILCONFORM_PASSWORD", REFERENCE.account.password)
+    monkeypatch.setenv("MAILCONFORM_CA_FILE", str(REFERENCE.tls.ca_file))
+    smtp_url, pop3s_url = "smtp://127.0.10.2", "pop3s://alice@127.0.10.2"
+    run = run_suite(tmp_path / "reports", [smtp_url, pop3s_url])
+    smtp_passes = {"smtp.session." + c for c in
+                   ("greeting", "ehlo", "helo", "mail-from", "quit", "unknown-command", "rset", "noop")}
+    assert run.checks_with(smtp_url, "pass") == smtp_passes, run.outcomes(smtp_url)
+    assert set(run.outcomes(smtp_url).values()) == {"pass", "not_applicable"}
+    pop3_passes = {"pop3.session." + c for c in
+                   ("greeting", "login", "stat", "list", "retr", "dele-rset", "unknown-command", "bad-password")}
+    assert run.checks_with(pop3s_url, "pass") == pop3_passes, run.outcomes(pop3s_url)
+    assert set(run.outcomes(pop3s_url).values()) == {"pass", "not_applicable"}
+    assert REFERENCE.account.password not in everything_written(run)
