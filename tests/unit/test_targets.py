@@ -225,6 +225,12 @@ def test_url_target_with_port_user_and_password_from_the_environment():
     assert "url-secret" not in repr(target)
 
 
+def test_url_target_trusts_the_ca_file_from_the_environment(tmp_path):
+    ca = tmp_path / "lab-ca.pem"
+    assert target_from_url("pop3s://127.0.0.1", env={"MAILCONFORM_CA_FILE": str(ca)}).tls.ca_file == ca
+    assert target_from_url("pop3s://127.0.0.1", env={}).tls.ca_file is None
+
+
 def test_url_target_with_ipv6_literal():
     endpoint = target_from_url("smtp://[::1]:2525", env=NO_ENV).services["smtp"]
     assert endpoint == Endpoint("::1", 2525)
