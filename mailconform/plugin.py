@@ -50,7 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mailconform", "mailconform: mail server conformance")
     group.addoption("--target", action="append", default=[], metavar="NAME|URL",
                     help="run the checks against this target: a name from the targets file, or a URL such as "
-                         "smtp://host:25, pop3s://user@host (password from MAILCONFORM_PASSWORD). Repeatable; "
+                         "smtp://host:25, pop3s://user@host (password from MAILCONFORM_PASSWORD, a CA to trust from "
+                         "MAILCONFORM_CA_FILE). Repeatable; "
                          "a comma-separated list works too.")
     group.addoption("--targets-file", default=None, metavar="PATH",
                     help="the targets file (default: targets.toml in the rootdir).")
