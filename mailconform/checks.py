@@ -174,6 +174,11 @@ def warn(message: str) -> None:
 _TEMPORARY_POP3_CODES = {"SYS/TEMP", "IN-USE", "LOGIN-DELAY"}
 
 
+def temporary_reason(reply: SmtpReply | Pop3Reply) -> str | None:
+    """Why a refusal, where success was wanted, is transient and decides nothing; None if it is not."""
+    return _temporary(reply, wanted_success=True)
+
+
 def _temporary(reply: SmtpReply | Pop3Reply, wanted_success: bool) -> str | None:
     """Why a reply is a transient refusal that decides nothing, or None."""
     if isinstance(reply, SmtpReply):

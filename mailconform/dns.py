@@ -8,11 +8,12 @@ import dns.exception
 import dns.resolver
 
 from mailconform.targets import Target
+from mailconform.wire.connection import LOOPBACK_ONLY_ENV, is_loopback, loopback_only
 from mailconform.wire.transcript import Transcript
 
 
 class DnsFailure(Exception):
-    """The resolver could not answer: ``kind`` is "nxdomain", "timeout" or "servfail"."""
+    """The resolver could not answer: ``kind`` is "nxdomain", "timeout", "servfail" or "not-loopback"."""
 
     def __init__(self, kind: str, message: str):
         self.kind = kind
@@ -43,6 +44,9 @@ class Lookup:
             self.resolver = dns.resolver.Resolver()
             where = "the system resolver (" + ", ".join(self.resolver.nameservers) + ")"
         self.resolver.timeout = self.resolver.lifetime = target.timeout
+        self.refusal = None
+        if loopback_only() and not all(is_loopback(server) for server in self.resolver.nameservers):
+            self.refusal = f"the resolver {where} is not on loopback and {LOOPBACK_ONLY_ENV} is set"
         self.resolver.retry_servfail = False
         transcript.note(f"resolver: {where}")
 
@@ -67,6 +71,9 @@ class Lookup:
 
     def _ask(self, name: str, rdtype: str) -> list:
         self.transcript.client(f"{name} {rdtype}?".encode())
+        if self.refusal:
+            self.transcript.note(self.refusal)
+            raise DnsFailure("not-loopback", self.refusal)
         try:
             answer = self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:

@@ -193,9 +193,9 @@ def pop3(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) ->
 
 
 @pytest.fixture
-def mailbox(request: pytest.FixtureRequest, target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
+def mailbox(target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
     """Delivers probe messages over SMTP and finds them over POP3; removes them afterwards."""
-    box = Mailbox(target, smtp, pop3, request.config.stash[STATE].health)
+    box = Mailbox(target, smtp, pop3)
     yield box
     box.clean_up()
 
@@ -211,11 +211,13 @@ def recipient(target: Target) -> str:
 
 
 @pytest.fixture
-def intrusive_recipient(target: Target, recipient: str) -> str:
-    """The recipient, for checks that really send a message (only to ``intrusive = true`` targets)."""
+def intrusive_recipient(target: Target) -> str:
+    """The account's own address, for checks that really send a message (``intrusive = true`` only)."""
     if not target.intrusive:
         raise NotApplicable("the target sets intrusive = false, so the suite sends it no message")
-    return recipient
+    if not (target.account and target.account.address):
+        raise NotApplicable("the suite sends messages only to the target's [account] address, and it has none")
+    return target.account.address
 
 
 @pytest.fixture
@@ -264,7 +266,7 @@ def _raise_as_verdict(item: pytest.Item, info: CheckInfo, error: BaseException) 
     """Record what ``error`` means for the check, then raise what pytest should see."""
     replacement = _conclude(item, info, error)
     if replacement is not None:
-        raise replacement from error
+        raise replacement from error  # the chained traceback shows where; secrets there are Secret(***)
     raise error
 
 
@@ -291,9 +293,7 @@ def _classify(error: BaseException) -> tuple[Outcome, str, BaseException | None]
         return Outcome.NOT_APPLICABLE, str(error), pytest.skip.Exception(f"not applicable: {error}")
     if isinstance(error, Blocked):
         return Outcome.BLOCKED, str(error), pytest.skip.Exception(str(error))
-    undecided = (ReplyTimeout, TlsFailed)
-    if isinstance(error, undecided) or (isinstance(error, ConnectFailed) and error.kind == "timeout") or (
-            isinstance(error, DnsFailure) and error.kind == "timeout"):
+    if _undecided(error):
         return Outcome.INCONCLUSIVE, str(error), pytest.skip.Exception(f"inconclusive: {error}")
     if isinstance(error, (WireError, DnsFailure)):
         return Outcome.FAIL, str(error), CheckFailed(str(error))
@@ -303,7 +303,20 @@ def _classify(error: BaseException) -> tuple[Outcome, str, BaseException | None]
         return Outcome.INCONCLUSIVE, f"the check hung and was stopped ({error})", None
     if isinstance(error, AssertionError):
         return Outcome.FAIL, str(error), None
-    return Outcome.FAIL, f"the check itself broke: {error!r}", None
+    # A bug in the suite says nothing about the server: pytest shows it, the verdict stays open.
+    return Outcome.INCONCLUSIVE, f"the check itself broke: {error!r}", None
+
+
+def _undecided(error: BaseException) -> bool:
+    """Errors that tell nothing about the server's conformance: timeouts, a host that cannot be
+    reached or resolved, TLS trouble (the TLS steps judge it), a resolver that did not answer."""
+    if isinstance(error, (ReplyTimeout, TlsFailed)):
+        return True
+    if isinstance(error, ConnectFailed):
+        return error.kind != "refused"
+    if isinstance(error, DnsFailure):
+        return error.kind != "nxdomain"
+    return False
 
 
 def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome: Outcome, message: str) -> None:

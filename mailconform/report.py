@@ -40,5 +40,6 @@ def summary_table(results: list[dict]) -> str:
     if problems:
         lines.append("")
         for r in problems:
-            lines.append(f"{r['outcome'].upper():13} {r['target']} {r['check']}: {r['message'].splitlines()[0]}")
+            first_line = (r["message"].splitlines() or [""])[0]
+            lines.append(f"{r['outcome'].upper():13} {r['target']} {r['check']}: {first_line}")
     return "\n".join(lines)

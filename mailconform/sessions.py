@@ -11,12 +11,13 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from mailconform.checks import Blocked, CheckFailed, Inconclusive, NotApplicable, require
+from mailconform.checks import Blocked, CheckFailed, Inconclusive, NotApplicable, require, temporary_reason
 from mailconform.probes import ProbeMessage
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.wire import (
     ConnectFailed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpReply, SmtpSession, TlsFailed, Transcript, WireError,
 )
+from mailconform.wire.secret import Secret
 from mailconform.wire.tls import client_context
 
 SMTP_GREETING_CHECK = "smtp.session.greeting"
@@ -73,7 +74,6 @@ class ServiceHealth:
 class _ServiceFactory:
     """Shared plumbing: endpoints, TLS contexts, health bookkeeping."""
 
-    protocol = ""
     greeting_check = ""
 
     def __init__(self, target: Target, run: CheckRun, health: ServiceHealth):
@@ -97,7 +97,7 @@ class _ServiceFactory:
         failure = self.health.get(self.target, service)
         if failure is not None and failure.error is not None:
             transcript.note(f"not reconnecting: {failure.reason} (seen earlier in this run)")
-            raise failure.error
+            raise failure.error.with_traceback(None)
         implicit = service in IMPLICIT_TLS
         try:
             session = session_class.connect(
@@ -134,7 +134,6 @@ class _ServiceFactory:
 class SmtpFactory(_ServiceFactory):
     """``smtp.connect()`` for checks that judge the greeting; ``smtp.session()`` for the rest."""
 
-    protocol = "smtp"
     greeting_check = SMTP_GREETING_CHECK
 
     def connect(self, service: str = "smtp") -> SmtpSession:
@@ -157,10 +156,10 @@ class SmtpFactory(_ServiceFactory):
         session = self._greeted(service, SmtpSession, _smtp_greeting_problem)
         if hello:
             reply = session.ehlo()
-            if reply.code != 250:
+            if reply.code not in (250, 421):
                 reply = session.helo()
             if reply.code == 421:
-                raise Inconclusive(f"the server answered {reply} to HELO; try again later")
+                raise Inconclusive(f"the server answered {reply} to the greeting command; try again later")
             if reply.code != 250:
                 raise Blocked("smtp.session.helo", f"neither EHLO nor HELO was accepted ({reply})")
         return session
@@ -179,7 +178,6 @@ def _pop3_greeting_problem(greeting: Pop3Reply) -> str | None:
 class Pop3Factory(_ServiceFactory):
     """POP3 sessions: greeted, secured for login, logged in."""
 
-    protocol = "pop3"
     greeting_check = POP3_GREETING_CHECK
 
     def greeting_service(self) -> str:
@@ -199,7 +197,7 @@ class Pop3Factory(_ServiceFactory):
     def session(self, service: str | None = None) -> Pop3Session:
         return self._greeted(service or self.greeting_service(), Pop3Session, _pop3_greeting_problem)
 
-    def credentials(self) -> tuple[str, str]:
+    def credentials(self) -> tuple[str, Secret]:
         """The account's user and password; not applicable without POP3 or usable credentials."""
         self.greeting_service()
         account = self.target.account
@@ -207,51 +205,65 @@ class Pop3Factory(_ServiceFactory):
             raise NotApplicable(f"target {self.target.name} has no [account] to log in with")
         if account.missing_credentials:
             raise NotApplicable(f"cannot log in with the target's account: {account.missing_credentials}")
-        return account.user, account.password
+        return account.user, Secret(account.password)
 
     def login_channel(self) -> Pop3Session:
         """A greeted session on which credentials may be sent: inside TLS (STLS on 110, or 995),
         or in cleartext only when the target sets ``allow_cleartext_auth = true``."""
         self.credentials()
-        tried = []
+        tls_problems: list[str] = []
+        down: list[Blocked] = []
         if self.target.endpoint("pop3"):
-            session = self.session("pop3")
-            if self.target.allow_cleartext_auth:
-                session.transcript.note("allow_cleartext_auth = true: logging in without TLS")
-                return session
             try:
-                if session.stls(self.tls_context(), self.target.server_name(self.endpoint("pop3"))).ok:
+                session = self.session("pop3")
+            except Blocked as blocked:
+                down.append(blocked)
+            else:
+                if self.target.allow_cleartext_auth:
+                    session.transcript.note("allow_cleartext_auth = true: logging in without TLS")
                     return session
-                tried.append("pop3 refused STLS")
-            except TlsFailed as error:
-                tried.append(f"STLS on pop3 failed: {error}")
+                try:
+                    if session.stls(self.tls_context(), self.target.server_name(self.endpoint("pop3"))).ok:
+                        return session
+                    tls_problems.append("pop3 refused STLS")
+                except TlsFailed as error:
+                    tls_problems.append(f"STLS on pop3 failed: {error}")
         if self.target.endpoint("pop3s"):
             try:
                 return self.session("pop3s")
             except Blocked as blocked:
-                tried.append(f"pop3s: {blocked.reason}")
+                down.append(blocked)
+        if down and not tls_problems:
+            raise down[0]
         raise Inconclusive(
-            "no protected channel to log in over (" + "; ".join(tried or ["no pop3 or pop3s service"]) + "); "
+            "no protected channel to log in over (" + "; ".join(tls_problems + [b.reason for b in down]) + "); "
             "the suite never sends a real password in cleartext — set allow_cleartext_auth = true in the "
             "target to allow it, or give the TLS trust anchor in [tls] ca_file (TLS itself is judged in A3)")
 
     def try_login(self) -> tuple[Pop3Session, Pop3Reply]:
-        """Log in with the account; a refusal is remembered so later checks are blocked, not retried."""
+        """Log in with the account; a refusal is remembered so later checks are blocked, not retried
+        (a temporary refusal such as ``[IN-USE]`` is not)."""
         user, password = self.credentials()
         failure = self.health.get(self.target, "pop3-login")
         if failure is not None:
             raise Blocked(failure.cause, failure.reason)
         session = self.login_channel()
-        reply = session.login(user, password)
-        if not reply.ok:
-            self.health.record(self.target, "pop3-login",
-                               Failure(POP3_LOGIN_CHECK, f"the server refused the account's login: {reply}"))
+        try:
+            reply = session.login(user, password)
+        except WireError as error:
+            self._login_failed(f"the connection broke during the login: {error}")
+            raise
+        if not reply.ok and temporary_reason(reply) is None:
+            self._login_failed(f"the server refused the account's login: {reply}")
         return session, reply
+
+    def _login_failed(self, reason: str) -> None:
+        self.health.record(self.target, "pop3-login", Failure(POP3_LOGIN_CHECK, reason))
 
     def logged_in(self) -> Pop3Session:
         session, reply = self.try_login()
         if not reply.ok:
-            raise Blocked(POP3_LOGIN_CHECK, f"the server refused the account's login: {reply}")
+            require(reply, by=POP3_LOGIN_CHECK)
         return session
 
 
@@ -269,11 +281,11 @@ class Mailbox:
 
     SEARCH_DEPTH = 50  # newest messages looked at when searching for a probe
 
-    def __init__(self, target: Target, smtp: SmtpFactory, pop3: Pop3Factory, health: ServiceHealth):
+    def __init__(self, target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
         self.target = target
         self.smtp = smtp
         self.pop3 = pop3
-        self.health = health
+        self.health = pop3.health
         self.delivered: list[ProbeMessage] = []  # accepted with 250: removed after the check
         self.unseen: set[str] = set()             # tokens of those not yet seen in the mailbox
 

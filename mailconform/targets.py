@@ -8,6 +8,7 @@ Every problem in a targets file is collected and reported at once, each with its
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ class _Collector:
 
     def positive(self, table: dict, key: str, path: str, default: float) -> float:
         value = self.get(table, key, (int, float), path, default)
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             self.error(f"{path}.{key}", f"expected a positive number of seconds, got {value!r}")
             return default
         return float(value)
@@ -259,9 +260,13 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
     source = c.get(table, "source", str, path)
     if source is not None and _parse_host_port(source, 1) is None:
         c.error(f"{path}.source", f"expected an IP address, got {source!r}")
-    sender = c.get(table, "sender", str, path, DEFAULT_SENDER)
-    if "@" not in sender:
+    account = _parse_account(c, table["account"], f"{path}.account", env) if "account" in table else None
+    # The probes' MAIL FROM: the account writing to itself, as in the lab handout (a foreign
+    # domain such as example.com publishes a null MX, which hardened servers refuse as a sender).
+    sender = c.get(table, "sender", str, path)
+    if sender is not None and "@" not in sender:
         c.error(f"{path}.sender", f"expected a mail address, got {sender!r}")
+    sender = sender or (account and account.address) or DEFAULT_SENDER
     return Target(
         name=name,
         host=host,
@@ -276,7 +281,7 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         sender=sender,
         services=MappingProxyType(_parse_services(c, table.get("services", {}), host, f"{path}.services")),
         tls=_parse_tls(c, table.get("tls", {}), f"{path}.tls", base_dir),
-        account=_parse_account(c, table["account"], f"{path}.account", env) if "account" in table else None,
+        account=account,
     )
 
 

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
 import ssl
 import time
 
 from mailconform.wire.errors import ConnectFailed, ConnectionClosed, ReplyTimeout, ReplyTooLong, TlsFailed
+from mailconform.wire.secret import Secret, reveal
 from mailconform.wire.transcript import Transcript
 
 MAX_LINE = 8192  # octets; RFC 5321 and RFC 1939 allow 512, real servers stay far below this
+LOOPBACK_ONLY_ENV = "MAILCONFORM_LOOPBACK_ONLY"  # set (the self-tests do): refuse any other address
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_only() -> bool:
+    return bool(os.environ.get(LOOPBACK_ONLY_ENV))
 
 
 class Connection:
@@ -29,6 +44,9 @@ class Connection:
              tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "Connection":
         """Connect (and, for implicit TLS, handshake) or raise :class:`ConnectFailed` / :class:`TlsFailed`."""
         endpoint = f"{host}:{port}"
+        if loopback_only() and not is_loopback(host):
+            raise _connect_failed(transcript, endpoint, "not-loopback",
+                                  f"{host} is not a loopback address and {LOOPBACK_ONLY_ENV} is set")
         transcript.note(f"connecting to {endpoint}" + (f" from {source}" if source else ""))
         try:
             sock = socket.create_connection((host, port), timeout=timeout,
@@ -50,12 +68,12 @@ class Connection:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, data: bytes, redacted: str | None = None) -> None:
-        """Send bytes; ``redacted`` is what the transcript shows instead (for secrets)."""
+    def send(self, data: bytes | Secret, redacted: str | None = None) -> None:
+        """Send bytes; a :class:`Secret` is shown as ``redacted`` (or ``***``) in the transcript."""
         self.transcript.client(data, redacted)
         try:
             self.sock.settimeout(self.timeout)
-            self.sock.sendall(data)
+            self.sock.sendall(reveal(data))
         except (socket.timeout, TimeoutError):
             raise ReplyTimeout(f"could not send within {self.timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
@@ -177,10 +195,6 @@ class Connection:
         self.transcript.note(message)
         self.close()
         return TlsFailed(message)
-
-    @property
-    def tls_version(self) -> str | None:
-        return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
 
     def _mark_closed(self, why: str) -> None:
         if not self.closed:

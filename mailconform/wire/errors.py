@@ -6,7 +6,10 @@ class WireError(Exception):
 
 
 class ConnectFailed(WireError):
-    """The TCP connection could not be made.  ``kind`` is "refused", "timeout" or "unreachable"."""
+    """The TCP connection could not be made.
+
+    ``kind``: "refused" (nothing listens), "timeout", "unreachable", "unresolvable", or
+    "not-loopback" (refused by the suite itself in loopback-only mode)."""
 
     def __init__(self, endpoint: str, kind: str, detail: str):
         self.endpoint = endpoint

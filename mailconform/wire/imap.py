@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.secret import Secret, line_bytes, reveal
 from mailconform.wire.session import Session
 from mailconform.wire.transcript import REDACTED
 
@@ -79,10 +80,11 @@ class ImapSession(Session):
         self.counter += 1
         return f"a{self.counter}"
 
-    def command(self, line: str, redacted: str | None = None) -> ImapResponse:
+    def command(self, line: str | Secret, redacted: str | None = None) -> ImapResponse:
         """Send ``TAG line`` and read untagged responses up to the tagged one."""
         tag = self.next_tag()
-        self.connection.send(f"{tag} {line}\r\n".encode("utf-8"), f"{tag} {redacted}" if redacted else None)
+        tagged = Secret(f"{tag} {reveal(line)}") if isinstance(line, Secret) else f"{tag} {line}"
+        self.connection.send(line_bytes(tagged), f"{tag} {redacted}" if redacted else None)
         deadline = self.connection.deadline()
         untagged: list[str] = []
         while True:
@@ -119,8 +121,9 @@ class ImapSession(Session):
             self.capabilities = set()
         return response
 
-    def login(self, user: str, password: str) -> ImapResponse:
-        return self.command(f"LOGIN {quote(user)} {quote(password)}", redacted=f"LOGIN {quote(user)} {REDACTED}")
+    def login(self, user: str, password: str | Secret) -> ImapResponse:
+        return self.command(Secret(f"LOGIN {quote(user)} {quote(reveal(password))}"),
+                            redacted=f"LOGIN {quote(user)} {REDACTED}")
 
     def logout(self) -> ImapResponse:
         return self.command("LOGOUT")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.secret import Secret, line_bytes, reveal
 from mailconform.wire.session import MailboxCommands, Session
 from mailconform.wire.transcript import REDACTED
 
@@ -44,6 +45,11 @@ def parse_status(line: bytes) -> Pop3Reply:
     return Pop3Reply(match.group(1) == b"+OK", (match.group(2) or b"").rstrip(b"\r\n").decode("utf-8", "replace"))
 
 
+def _without_line_end(line: bytes) -> bytes:
+    """The line without exactly one CRLF (or bare LF); a CR inside the line is content."""
+    return line[:-2] if line.endswith(b"\r\n") else line[:-1] if line.endswith(b"\n") else line
+
+
 def unstuff(line: bytes) -> bytes | None:
     """One multi-line response line (no line end) → its content; None for the terminating ``.``."""
     if line == b".":
@@ -62,21 +68,22 @@ class Pop3Session(MailboxCommands, Session):
     def read_greeting(cls, connection: Connection) -> Pop3Reply:
         return parse_status(connection.readline(connection.deadline()))
 
-    def command(self, line: str, redacted: str | None = None) -> Pop3Reply:
-        self.connection.send(line.encode("utf-8") + b"\r\n", redacted)
-        return parse_status(self.connection.readline(self.connection.deadline()))
+    def command(self, line: str | Secret, redacted: str | None = None, deadline: float | None = None) -> Pop3Reply:
+        """Send one command, read its status line (within ``deadline``, else the timeout)."""
+        self.connection.send(line_bytes(line), redacted)
+        return parse_status(self.connection.readline(deadline or self.connection.deadline()))
 
     def multiline(self, line: str) -> Pop3Reply:
-        """A command whose +OK is followed by dot-terminated, byte-stuffed lines (RFC 1939 §3)."""
-        status = self.command(line)
+        """A command whose +OK is followed by dot-terminated, byte-stuffed lines (RFC 1939 §3);
+        the whole reply must arrive within one timeout."""
+        deadline = self.connection.deadline()
+        status = self.command(line, deadline=deadline)
         if not status.ok:
             return status
-        deadline = self.connection.deadline()
         lines: list[bytes] = []
         octets = 0
         while True:
-            raw = self.connection.readline(deadline).rstrip(b"\r\n")
-            content = unstuff(raw)
+            content = unstuff(_without_line_end(self.connection.readline(deadline)))
             if content is None:
                 return Pop3Reply(True, status.text, tuple(lines), octets)
             lines.append(content)
@@ -103,10 +110,10 @@ class Pop3Session(MailboxCommands, Session):
     def user(self, name: str) -> Pop3Reply:
         return self.command(f"USER {name}")
 
-    def pass_(self, password: str) -> Pop3Reply:
-        return self.command(f"PASS {password}", redacted=f"PASS {REDACTED}")
+    def pass_(self, password: str | Secret) -> Pop3Reply:
+        return self.command(Secret(f"PASS {reveal(password)}"), redacted=f"PASS {REDACTED}")
 
-    def login(self, user: str, password: str) -> Pop3Reply:
+    def login(self, user: str, password: str | Secret) -> Pop3Reply:
         """USER then PASS; the reply to USER when it is refused, else the reply to PASS."""
         reply = self.user(user)
         return self.pass_(password) if reply.ok else reply

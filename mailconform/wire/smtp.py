@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.secret import Secret, line_bytes, reveal
 from mailconform.wire.session import MailboxCommands, Session
 from mailconform.wire.transcript import REDACTED
 
@@ -110,8 +111,8 @@ class SmtpSession(MailboxCommands, Session):
     def read_reply(self) -> SmtpReply:
         return read_reply(self.connection)
 
-    def command(self, line: str, redacted: str | None = None) -> SmtpReply:
-        self.connection.send(line.encode("utf-8") + b"\r\n", redacted)
+    def command(self, line: str | Secret, redacted: str | None = None) -> SmtpReply:
+        self.connection.send(line_bytes(line), redacted)
         return self.read_reply()
 
     def send_raw(self, data: bytes) -> None:
@@ -150,10 +151,10 @@ class SmtpSession(MailboxCommands, Session):
             self.extensions = {}
         return reply
 
-    def auth_plain(self, user: str, password: str) -> SmtpReply:
+    def auth_plain(self, user: str, password: str | Secret) -> SmtpReply:
         """AUTH PLAIN with an initial response (RFC 4954, RFC 4616); the payload is never recorded."""
-        payload = b64encode(f"\0{user}\0{password}".encode()).decode()
-        return self.command(f"AUTH PLAIN {payload}", redacted=f"AUTH PLAIN {REDACTED}")
+        return self.command(Secret("AUTH PLAIN " + b64encode(f"\0{user}\0{reveal(password)}".encode()).decode()),
+                            redacted=f"AUTH PLAIN {REDACTED}")
 
 
 def read_reply(connection: Connection) -> SmtpReply:

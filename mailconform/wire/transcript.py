@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from mailconform.wire.secret import Secret
+
 REDACTED = "***"
 
 
@@ -44,8 +46,10 @@ class Transcript:
     def _add(self, direction: str, text: str) -> None:
         self.entries.append(Entry(direction, text, time.monotonic() - self.started))
 
-    def client(self, data: bytes, redacted: str | None = None) -> None:
+    def client(self, data: bytes | Secret, redacted: str | None = None) -> None:
         """Record bytes the client sent; ``redacted`` replaces them when they hold a secret."""
+        if isinstance(data, Secret) and redacted is None:
+            redacted = REDACTED
         for line in _lines(data) if redacted is None else [redacted]:
             self._add("C", line)
 

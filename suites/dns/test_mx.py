@@ -7,19 +7,27 @@ from mailconform.targets import DEFAULT_PORTS, Endpoint
 STEP = "A1.mx"
 
 
-def mail_exchangers(dns_lookup, target) -> list[MxRecord]:
-    """The domain's MX records by preference, or its implicit MX (RFC 5321 §5.1)."""
+NULL_MX = "."  # RFC 7505: "MX 0 ." says the domain accepts no mail
+
+
+def mail_exchangers(dns_lookup, target) -> tuple[list[MxRecord], bool]:
+    """The domain's MX records by preference, or its implicit MX (RFC 5321 §5.1); and whether
+    the MX is implicit."""
     if not target.domain:
         raise NotApplicable(f"target {target.name} has no mail domain (set domain in targets.toml)")
     records = dns_lookup.mx(target.domain)
-    return records or [MxRecord(0, target.domain)]
+    return (records, False) if records else ([MxRecord(0, target.domain)], True)
 
 
 def usable_exchangers(dns_lookup, target) -> list[MxRecord]:
+    """The exchangers to try, or blocked by dns.mx.records when there are none."""
     try:
-        return mail_exchangers(dns_lookup, target)
+        records, _ = mail_exchangers(dns_lookup, target)
     except DnsFailure as failure:
         raise Blocked("dns.mx.records", str(failure)) from None
+    if any(r.exchange == NULL_MX for r in records):
+        raise Blocked("dns.mx.records", f"{target.domain} publishes a null MX")
+    return records
 
 
 @check("dns.mx.records", step=STEP, rfc="5321#5.1", level="MUST", severity="high",
@@ -31,12 +39,13 @@ def test_domain_has_mail_exchangers(dns_lookup, target):
     If an empty list of MXs is returned, the address is treated as if it was associated with an
     implicit MX RR, with a preference of 0, pointing to that host."
     """
-    exchangers = mail_exchangers(dns_lookup, target)
-    if exchangers == [MxRecord(0, target.domain)]:
+    exchangers, implicit = mail_exchangers(dns_lookup, target)
+    if implicit:
         expect(bool(dns_lookup.addresses(target.domain)),
                f"{target.domain} has neither MX records nor an address (no implicit MX): no mail can reach it")
         warn(f"{target.domain} has no MX record; mail relies on the implicit MX (its A/AAAA address)")
     names = [r.exchange for r in exchangers]
+    expect(NULL_MX not in names, f"{target.domain} publishes a null MX (RFC 7505): it says it accepts no mail")
     expect(not any(_is_address(n) for n in names), f"an MX points at an IP address, not a host name: {names}")
 
 
@@ -52,7 +61,7 @@ def test_every_mail_exchanger_resolves(dns_lookup, target):
     expect(not unresolved, f"MX host(s) without any A/AAAA address: {', '.join(unresolved)}")
 
 
-@check("dns.mx.answers-smtp", step=STEP, rfc="5321#5.1", level="MUST", severity="high",
+@check("dns.mx.answers-smtp", step=STEP, rfc="5321#5.1", level="policy", severity="high",
        hint="the MX host's address must be the server that runs Postfix, listening on port 25")
 def test_every_mail_exchanger_answers_220(dns_lookup, smtp, target):
     """Every address of every MX host answers SMTP with a 220 greeting.

@@ -7,7 +7,7 @@ STEP = "A1.smtp-session"
 EXTRA_REPLY_WAIT = 0.5  # seconds to listen for replies nobody asked for, once something is off
 
 
-@check("smtp.session.greeting", step=STEP, rfc="5321#4.2", level="MUST", severity="high",
+@check("smtp.session.greeting", step=STEP, rfc="5321#3.1", level="policy", severity="high",
        hint="Postfix: is `smtpd` listening on this address (master.cf `smtp inet`, inet_interfaces)? "
             "Is a firewall dropping port 25?")
 def test_greeting_is_220(smtp):
@@ -28,9 +28,10 @@ def test_greeting_is_220(smtp):
 def test_ehlo_is_accepted_and_lists_extensions(smtp):
     """EHLO gets 250 and a well-formed extension list.
 
-    RFC 5321 §4.1.1.1: "If the server SMTP implements and is able to perform the EHLO command, it
-    will return code 250."  §4.5.1: the minimum implementation "MUST be provided by all receivers":
-    EHLO, HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY.
+    RFC 5321 §4.1.1.1: "If the SMTP server supports the SMTP service extensions, it will give a
+    successful response, a failure response, or an error response."  §4.5.1: the minimum
+    implementation "MUST be provided by all receivers": EHLO, HELO, MAIL, RCPT, DATA, RSET, NOOP,
+    QUIT, VRFY.
     """
     session = smtp.session(hello=False)
     reply = expect(session.ehlo()).code(250)
@@ -40,36 +41,36 @@ def test_ehlo_is_accepted_and_lists_extensions(smtp):
     expect(not bad, f"malformed EHLO keywords {bad} (ehlo-keyword = ALPHA / DIGIT *(ALPHA / DIGIT / \"-\"))")
 
 
-@check("smtp.session.helo", step=STEP, rfc="5321#4.1.1.1", level="MUST", severity="high",
+@check("smtp.session.helo", step=STEP, rfc="5321#3.2", level="MUST", severity="high",
        hint="servers must keep accepting the old HELO greeting, answered with one 250 line")
 def test_helo_is_accepted_with_a_single_line(smtp):
     """HELO gets a single-line 250 (no EHLO-style extension list).
 
-    RFC 5321 §4.1.1.1: "the server MUST support the HELO command" for older clients, and the
-    response to HELO is the single-line ``helo-ok-rsp = "250" SP Domain [ SP helo-greet ] CRLF``.
+    RFC 5321 §3.2: "Servers MUST NOT return the extended EHLO-style response to a HELO command."
+    RFC 5321 also says that "servers MUST support the HELO command and reply properly to it."
     """
     session = smtp.session(hello=False)
     reply = expect(session.helo()).code(250)
     expect(not reply.is_multiline, f"HELO was answered with a multi-line (EHLO-style) reply of {len(reply.lines)} lines")
 
 
-@check("smtp.session.mail-from", step=STEP, rfc="5321#4.1.1.2", level="MUST", severity="high",
+@check("smtp.session.mail-from", step=STEP, rfc="5321#3.3", level="MUST", severity="high",
        hint="Postfix: check smtpd_sender_restrictions and smtpd_client_restrictions in main.cf")
 def test_mail_from_is_accepted(smtp, target):
     """MAIL FROM with an ordinary sender gets 250.
 
-    RFC 5321 §4.1.1.2: "If accepted, the SMTP server returns a "250 OK" reply."
+    RFC 5321 §3.3 (MAIL): "If accepted, the SMTP server returns a "250 OK" reply."
     """
     session = smtp.session()
     expect(session.mail(target.sender)).code(250)
 
 
-@check("smtp.session.rcpt-to", step=STEP, rfc="5321#4.1.1.3", level="MUST", severity="high",
+@check("smtp.session.rcpt-to", step=STEP, rfc="5321#3.3", level="MUST", severity="high",
        hint="Postfix: is the account's domain in mydestination (or virtual_mailbox_domains) and the user known?")
 def test_rcpt_to_the_account_is_accepted(smtp, recipient, target):
     """RCPT TO the account's address gets 250 (or 251).
 
-    RFC 5321 §4.1.1.3: "If accepted, the SMTP server returns a "250 OK" reply and stores the
+    RFC 5321 §3.3 (RCPT): "If accepted, the SMTP server returns a "250 OK" reply and stores the
     forward-path."
     """
     session = smtp.session()
@@ -77,12 +78,12 @@ def test_rcpt_to_the_account_is_accepted(smtp, recipient, target):
     expect(session.rcpt(recipient)).code(250, 251)
 
 
-@check("smtp.session.data", step=STEP, rfc="5321#4.1.1.4", level="MUST", severity="high",
+@check("smtp.session.data", step=STEP, rfc="5321#3.3", level="MUST", severity="high",
        hint="Postfix: check smtpd_data_restrictions; a content filter or milter that is down also refuses DATA")
 def test_data_is_answered_354(smtp, recipient, target):
     """DATA after a valid MAIL and RCPT gets 354 (the message is then abandoned, never sent).
 
-    RFC 5321 §4.1.1.4: "If accepted, the SMTP server returns a 354 Intermediate reply and considers
+    RFC 5321 §3.3 (DATA): "If accepted, the SMTP server returns a 354 Intermediate reply and considers
     all succeeding lines up to but not including the end of mail data indicator to be the message text."
     """
     session = smtp.session()
@@ -98,7 +99,8 @@ def test_message_ends_at_crlf_dot_crlf(smtp, mailbox, target, intrusive_recipien
 
     RFC 5321 §4.5.2: "If the line is composed of a single period, it is treated as the end of mail
     indicator.  If the first character is a period and there are other characters on the line, the
-    first character is deleted."  §4.1.1.4: the receiver sends "250 OK" once the data is stored.
+    first character is deleted."  §3.3: "When the end of text is successfully received and stored,
+    the SMTP-receiver sends a "250 OK" reply."
     """
     message = ProbeMessage.new(target.sender, intrusive_recipient)
     session = smtp.session()

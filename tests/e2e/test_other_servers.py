@@ -57,6 +57,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         # intrusive = false: the suite sends this target no message, and deletes only its own.
         "smtp.session.end-of-data": "not_applicable",
         "pop3.session.dele-quit": "not_applicable",
+        "pop3.session.dele-rset": "not_applicable",
         "pop3.session.greeting": "pass",
         "pop3.session.unknown-command": "pass",
         # pop3d (tls-mode false) answers STLS "-ERR Invalid command" and there is no pop3s: RFC 2595
@@ -64,12 +65,12 @@ EXPECTED: dict[str, dict[str, str]] = {
         # since the target forbids cleartext credentials, it cannot decide (design: "Real credentials
         # never cross a cleartext channel unless the target says allow_cleartext_auth = true").
         **dict.fromkeys(("pop3.session.login", "pop3.session.stat", "pop3.session.list", "pop3.session.retr",
-                         "pop3.session.dele-rset", "pop3.session.bad-password"), "inconclusive"),
+                         "pop3.session.bad-password"), "inconclusive"),
     },
     "other-unknown-account": {
         **dict.fromkeys(A1_CHECKS, "pass"),
         # aiosmtpd answers "550 <bob@other.test>: Recipient address rejected": the lab requirement
-        # "RCPT TO the account's address gets 250" is not met (RFC 5321 §4.1.1.3: "If accepted, the
+        # "RCPT TO the account's address gets 250" is not met (RFC 5321 §3.3: "If accepted, the
         # SMTP server returns a "250 OK" reply"; a 550 is the server refusing the mailbox).  The server
         # is right to refuse an unknown user; the fail is the target's: the account does not exist.
         "smtp.session.rcpt-to": "fail",

@@ -245,3 +245,17 @@ def test_read_reply_rejects_a_malformed_line_from_the_wire(wire):
     server.sendall(b"hello there\r\n")
     with pytest.raises(MalformedReply):
         read_reply(connection)
+
+
+def test_loopback_only_mode_refuses_other_addresses_without_connecting(monkeypatch):
+    """The self-tests' safety switch: no packet leaves for a non-loopback address."""
+    from mailconform.wire.connection import Connection
+    from mailconform.wire.errors import ConnectFailed
+    from mailconform.wire.transcript import Transcript
+
+    monkeypatch.setenv("MAILCONFORM_LOOPBACK_ONLY", "1")
+    transcript = Transcript("safety")
+    with pytest.raises(ConnectFailed) as refused:
+        Connection.open("192.0.2.1", 25, timeout=5, transcript=transcript)
+    assert refused.value.kind == "not-loopback"
+    assert "connecting to" not in transcript.render()

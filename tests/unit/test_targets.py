@@ -290,3 +290,17 @@ def test_urls_alone_do_not_read_the_targets_file(tmp_path):
 def test_unknown_name_lists_the_known_ones(targets_file):
     with pytest.raises(TargetsError, match=r"unknown target 'nope' \(known: lab, other;"):
         resolve_targets(["lab", "nope"], targets_file, env=NO_ENV)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_timeout_must_be_a_finite_number(value):
+    errors = errors_of(f'[targets.lab]\nhost = "127.0.0.1"\ntimeout = {value}\n')
+    assert errors == [f"targets.lab.timeout: expected a positive number of seconds, got {float(value)!r}"]
+
+
+def test_probes_are_sent_from_the_account_address_unless_a_sender_is_given():
+    base = '[targets.lab]\nhost = "127.0.0.1"\n'
+    account = '[targets.lab.account]\nuser = "u"\npassword = "p"\naddress = "u@lab.test"\n'
+    assert parse_targets(tomllib.loads(base + account), Path("."))["lab"].sender == "u@lab.test"
+    assert parse_targets(tomllib.loads(base + 'sender = "g@x.test"\n' + account), Path("."))["lab"].sender == "g@x.test"
+    assert parse_targets(tomllib.loads(base), Path("."))["lab"].sender == "mailconform@example.com"

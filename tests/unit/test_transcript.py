@@ -95,3 +95,13 @@ def test_credentials_reach_the_server_but_never_the_transcript(authenticate):
     for secret in secret_forms():
         assert secret.decode() not in rendered
     assert "s3cr3t" not in rendered
+
+
+def test_a_secret_never_shows_itself():
+    from mailconform.wire.secret import Secret, line_bytes, reveal
+
+    secret = Secret("hunter2")
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret) and "hunter2" not in f"{secret}"
+    assert reveal(secret) == "hunter2" and reveal("plain") == "plain"
+    assert reveal(line_bytes(Secret("PASS hunter2"))) == b"PASS hunter2\r\n"
+    assert line_bytes("NOOP") == b"NOOP\r\n"
