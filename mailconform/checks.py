@@ -147,6 +147,10 @@ class Inconclusive(Exception):
     """The check could not decide (timeout, 421, greylisting, rate limit…)."""
 
 
+class TemporaryRefusal(Inconclusive):
+    """The server said "not now" (421, another 4xx, ``[SYS/TEMP]``): the check is tried once more."""
+
+
 class NotApplicable(Exception):
     """The target does not offer what the check needs (a service, an account…)."""
 
@@ -204,7 +208,7 @@ class ReplyExpectation:
             return reply
         temporary = _temporary(reply, wanted_success=all(c < 400 for c in codes))
         if temporary:
-            raise Inconclusive(temporary)
+            raise TemporaryRefusal(temporary)
         expected = " or ".join(map(str, codes))
         raise CheckFailed(self.what or f"the server answered {reply} where {expected} was expected", expected, str(reply))
 
@@ -215,7 +219,7 @@ class ReplyExpectation:
             return self.reply
         temporary = _temporary(self.reply, wanted_success=True)
         if temporary:
-            raise Inconclusive(temporary)
+            raise TemporaryRefusal(temporary)
         raise CheckFailed(self.what or f"the server answered {self.reply} where +OK was expected", "+OK", str(self.reply))
 
     def err(self) -> Pop3Reply:
@@ -251,5 +255,5 @@ def require(reply: SmtpReply | Pop3Reply, *codes: int, by: str) -> None:
         return
     temporary = _temporary(reply, wanted_success=True)
     if temporary:
-        raise Inconclusive(temporary)
+        raise TemporaryRefusal(temporary)
     raise Blocked(by, f"the server answered {reply}")

@@ -7,6 +7,7 @@ the command line.  Checks live in ``suites/``; this module never judges a server
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pytest
 
 from mailconform import report
 from mailconform.checks import (
-    STEPS, Blocked, CheckFailed, CheckInfo, Inconclusive, NotApplicable, Outcome, check_info, current_warnings,
+    STEPS, Blocked, CheckFailed, CheckInfo, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, check_info,
+    current_warnings,
 )
 from mailconform.dns import DnsFailure, Lookup
-from mailconform.sessions import CheckRun, Mailbox, Pop3Factory, ServiceHealth, SmtpFactory
+from mailconform.sessions import CheckRun, Failure, Mailbox, Pop3Factory, ServiceHealth, SmtpFactory
 from mailconform.targets import Target, TargetsError, load_targets, resolve_targets
 from mailconform.wire import ConnectFailed, ReplyTimeout, TlsFailed, WireError
 
@@ -251,7 +253,10 @@ def pytest_runtest_call(item: pytest.Item):
         return (yield)
     token = current_warnings.set(item.stash[RUN].warnings)
     try:
-        result = yield
+        try:
+            result = yield
+        except TemporaryRefusal as refusal:
+            result = _retry(item, refusal)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
@@ -260,6 +265,24 @@ def pytest_runtest_call(item: pytest.Item):
         current_warnings.reset(token)
     _conclude(item, info, None)
     return result
+
+
+RETRY_PAUSE = 2.0  # seconds before the one retry of a check the server answered "not now"
+
+
+def _retry(item: pytest.Item, refusal: TemporaryRefusal):
+    """Run the check once more after a pause; what that attempt raises is the verdict.  Once a retry
+    has met a refusal again, the target is not retried any more this run (it costs a pause each)."""
+    run, health = item.stash[RUN], item.config.stash[STATE].health
+    if health.get(run.target, "retry") is not None:
+        raise refusal
+    run.transcript("retry").note(f"{refusal}; retrying once in {RETRY_PAUSE:g} s")
+    time.sleep(RETRY_PAUSE)
+    try:
+        return item.runtest()
+    except TemporaryRefusal as again:
+        health.record(run.target, "retry", Failure(run.check_id, str(again)))
+        raise
 
 
 def _raise_as_verdict(item: pytest.Item, info: CheckInfo, error: BaseException) -> None:

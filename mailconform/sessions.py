@@ -11,7 +11,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from mailconform.checks import Blocked, CheckFailed, Inconclusive, NotApplicable, require, temporary_reason
+from mailconform.checks import (
+    Blocked, CheckFailed, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
+)
 from mailconform.probes import ProbeMessage
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.wire import (
@@ -159,7 +161,7 @@ class SmtpFactory(_ServiceFactory):
             if reply.code not in (250, 421):
                 reply = session.helo()
             if reply.code == 421:
-                raise Inconclusive(f"the server answered {reply} to the greeting command; try again later")
+                raise TemporaryRefusal(f"the server answered {reply} to the greeting command; try again later")
             if reply.code != 250:
                 raise Blocked("smtp.session.helo", f"neither EHLO nor HELO was accepted ({reply})")
         return session
@@ -167,7 +169,7 @@ class SmtpFactory(_ServiceFactory):
 
 def _smtp_greeting_problem(greeting) -> str | None:
     if greeting.code == 421:
-        raise Inconclusive(f"the greeting was {greeting}: the server is not taking connections now")
+        raise TemporaryRefusal(f"the greeting was {greeting}: the server is not taking connections now")
     return None if greeting.code == 220 else f"the greeting was {greeting}"
 
 

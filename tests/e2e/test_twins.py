@@ -32,6 +32,7 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "greeting-silent": set(),           # inconclusive, not failed: see test_silent_and_421_are_inconclusive
     "greeting-garbage": {"smtp.session.greeting"},
     "greeting-421": set(),
+    "greeting-421-once": set(),         # the one retry gets through: see test_a_passing_421_is_retried_once
     "ehlo-502": {"smtp.session.ehlo"},
     "ehlo-421": set(),                  # inconclusive: see test_silent_and_421_are_inconclusive
     "helo-multiline": {"smtp.session.helo"},
@@ -170,6 +171,13 @@ def test_nothing_listening_fails_the_greetings_and_blocks_the_rest(twin_run):
     assert twin_run.checks_with("nothing-listening", "fail") == {"smtp.session.greeting", "pop3.session.greeting"}
     assert "connection refused" in twin_run.message("nothing-listening", "smtp.session.greeting")
     assert {o for c, o in outcomes.items() if c.startswith("smtp.") and c != "smtp.session.greeting"} == {"blocked"}
+
+
+def test_a_passing_421_is_retried_once(twin_run):
+    assert set(twin_run.outcomes("greeting-421-once").values()) <= {"pass", "not_applicable"}
+    attachments = "".join(p.read_text() for p in (twin_run.reports / "allure").glob("*-attachment.txt"))
+    assert "the greeting was 421 4.3.2 service shutting down" in attachments
+    assert "retrying once in" in attachments
 
 
 def test_unknown_command_502_is_a_warning(twin_run):
