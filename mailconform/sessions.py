@@ -61,7 +61,10 @@ class Failure:
 
 
 class ServiceHealth:
-    """Per run: services that already failed, keyed by (target name, service)."""
+    """Per run: what already failed on a target, so later checks are blocked instead of retried.
+
+    Keyed by (target name, key); the keys are service names ("smtp", "pop3s"…) and "pop3-login",
+    "delivery" (a probe accepted but never stored) and "retry" (a retry met a refusal again)."""
 
     def __init__(self) -> None:
         self.failures: dict[tuple[str, str], Failure] = {}
