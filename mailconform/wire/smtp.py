@@ -102,7 +102,6 @@ class SmtpSession(MailboxCommands, Session):
     def __init__(self, connection: Connection, greeting: SmtpReply):
         super().__init__(connection, greeting)
         self.extensions: dict[str, str] = {}
-        self.last_ehlo: SmtpReply | None = None
 
     @classmethod
     def read_greeting(cls, connection: Connection) -> SmtpReply:
@@ -121,7 +120,6 @@ class SmtpSession(MailboxCommands, Session):
 
     def ehlo(self, name: str = DEFAULT_EHLO_NAME) -> SmtpReply:
         reply = self.command(f"EHLO {name}")
-        self.last_ehlo = reply
         self.extensions = parse_ehlo_keywords(reply) if reply.code == 250 else {}
         return reply
 
