@@ -3,6 +3,8 @@
 A target comes from a named table in ``targets.toml`` or from a URL given to ``--target``
 (``smtp://host:port``, ``pop3s://user@host``…).  Either way it becomes a frozen :class:`Target`.
 Every problem in a targets file is collected and reported at once, each with its TOML path.
+:func:`resolve_targets` then checks the grader's set-up of the targets a run selects (environment
+variables set, CA files readable certificates) before any connection.  No error ever shows a password.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
 
 #: Every service a target may offer, with its standard port.
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType(
@@ -27,8 +32,13 @@ IMPLICIT_TLS = frozenset({"smtps", "pop3s", "imaps"})
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DELIVERY_WAIT = 20.0
 DEFAULT_SENDER = "mailconform@example.com"
+#: A student's small server never sees more than this from one run (targets may set their own).
+DEFAULT_MAX_CONNECTIONS = 2
+DEFAULT_CONNECTIONS_PER_SECOND = 10.0
 PASSWORD_ENV_FOR_URLS = "MAILCONFORM_PASSWORD"
 CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
+#: What ``user_env``/``password_env`` must look like: the name of an environment variable.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TargetsError(Exception):
@@ -93,6 +103,8 @@ class Target:
     timeout: float = DEFAULT_TIMEOUT
     delivery_wait: float = DEFAULT_DELIVERY_WAIT
     sender: str = DEFAULT_SENDER
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    connections_per_second: float = DEFAULT_CONNECTIONS_PER_SECOND
     tls: TlsSettings = TlsSettings()
     account: Account | None = None
 
@@ -112,7 +124,7 @@ class Target:
 
 _TARGET_KEYS = {
     "description", "domain", "host", "dns", "intrusive", "allow_cleartext_auth", "source",
-    "timeout", "delivery_wait", "sender", "services", "tls", "account",
+    "timeout", "delivery_wait", "sender", "services", "tls", "account", "max_connections", "connections_per_second",
 }
 _TLS_KEYS = {"ca_file", "server_name", "verify"}
 _ACCOUNT_KEYS = {"user", "user_env", "password", "password_env", "address"}
@@ -128,10 +140,10 @@ class _Collector:
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
-    def table(self, value: Any, known: set[str], path: str) -> bool:
+    def table(self, value: Any, known: set[str], path: str, secret: bool = False) -> bool:
         """Is ``value`` a TOML table?  Its unknown keys are errors too."""
         if not isinstance(value, dict):
-            self.error(path, f"expected a table, got {value!r}")
+            self.error(path, f"expected a table, got {_shown(value, secret)}")
             return False
         self.unknown_keys(value, known, path)
         return True
@@ -141,7 +153,9 @@ class _Collector:
             if key not in known:
                 self.error(f"{path}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
 
-    def get(self, table: dict, key: str, kind: type | tuple, path: str, default: Any = None) -> Any:
+    def get(self, table: dict, key: str, kind: type | tuple, path: str, default: Any = None,
+            secret: bool = False) -> Any:
+        """``table[key]`` if it is of ``kind``; a ``secret`` value of the wrong kind is never echoed."""
         if key not in table:
             return default
         value = table[key]
@@ -152,7 +166,7 @@ class _Collector:
             ok = isinstance(value, kinds)
         if not ok:
             names = " or ".join(k.__name__ for k in kinds)
-            self.error(f"{path}.{key}", f"expected {names}, got {value!r}")
+            self.error(f"{path}.{key}", f"expected {names}, got {_shown(value, secret)}")
             return default
         return value
 
@@ -168,6 +182,11 @@ class _Collector:
             self.error(path, f"expected a port 1-65535, got {value!r}")
             return None
         return value
+
+
+def _shown(value: Any, secret: bool) -> str:
+    """A wrong value as an error shows it: its repr, or only its type when it may be a secret."""
+    return f"{type(value).__name__} (value hidden)" if secret else repr(value)
 
 
 def _parse_host_port(text: str, default_port: int) -> tuple[str, int] | None:
@@ -214,7 +233,7 @@ def _parse_services(c: _Collector, table: Any, host: str | None, path: str) -> d
 
 
 def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str]) -> Account | None:
-    if not c.table(table, _ACCOUNT_KEYS, path):
+    if not c.table(table, _ACCOUNT_KEYS, path, secret=True):  # account = "alice:pw" must not be echoed
         return None
     user = c.get(table, "user", str, path)
     user_env = c.get(table, "user_env", str, path)
@@ -222,13 +241,17 @@ def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str])
         c.error(path, "give the account either user or user_env (the variable holding the user name)")
         return None
     if user_env is not None:
-        user = env.get(user_env)
-    password = c.get(table, "password", str, path)
-    password_env = c.get(table, "password_env", str, path)
+        user = env.get(user_env) or None  # unset or empty: resolve_targets reports it for a selected target
+    password = c.get(table, "password", str, path, secret=True)
+    password_env = c.get(table, "password_env", str, path, secret=True)
     if password is not None and password_env is not None:
         c.error(path, "give either password or password_env, not both")
+    if password_env is not None and not ENV_NAME.fullmatch(password_env):
+        c.error(f"{path}.password_env", "password_env must name an environment variable, not hold the password (value "
+                                        "hidden; e.g. password_env = \"LAB_PASSWORD\", then export LAB_PASSWORD)")
+        password_env = None
     if password_env is not None:
-        password = env.get(password_env)
+        password = env.get(password_env) or None
     address = c.get(table, "address", str, path)
     if address is not None and "@" not in address:
         c.error(f"{path}.address", f"expected a mail address like user@domain, got {address!r}")
@@ -279,10 +302,20 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         timeout=c.positive(table, "timeout", path, DEFAULT_TIMEOUT),
         delivery_wait=c.positive(table, "delivery_wait", path, DEFAULT_DELIVERY_WAIT),
         sender=sender,
+        max_connections=_max_connections(c, table, path),
+        connections_per_second=c.positive(table, "connections_per_second", path, DEFAULT_CONNECTIONS_PER_SECOND),
         services=MappingProxyType(_parse_services(c, table.get("services", {}), host, f"{path}.services")),
         tls=_parse_tls(c, table.get("tls", {}), f"{path}.tls", base_dir),
         account=account,
     )
+
+
+def _max_connections(c: _Collector, table: dict, path: str) -> int:
+    value = c.get(table, "max_connections", int, path, DEFAULT_MAX_CONNECTIONS)
+    if value < 1:
+        c.error(f"{path}.max_connections", f"expected at least 1 connection, got {value!r}")
+        return DEFAULT_MAX_CONNECTIONS
+    return value
 
 
 def parse_targets(data: dict, base_dir: Path, source: str = "targets", env: Mapping[str, str] = os.environ) -> dict[str, Target]:
@@ -315,33 +348,51 @@ def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, T
 
 # --------------------------------------------------------------------------- URL targets
 
+def redact_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` in it shown as ``***``.
+
+    Generous on purpose: the user information runs to the *last* ``@`` before the next ``://``, so
+    a password holding ``/``, ``,``, ``#`` or ``@`` (which would cut a real URL short) is hidden whole."""
+    pieces = text.split("://")
+    for i in range(1, len(pieces)):
+        piece = pieces[i]
+        at = piece.rfind("@")
+        colon = piece.find(":", 0, max(at, 0))
+        if colon != -1 and at > colon + 1:  # an empty password (user:@host) hides nothing
+            pieces[i] = piece[:colon + 1] + "***" + piece[at:]
+    return "://".join(pieces)
+
+
 def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
     """``smtp://host[:port]``, ``pop3s://user@host``… → a one-service target named by the URL.
 
     The password of a ``user@`` URL comes from ``MAILCONFORM_PASSWORD``, never from the URL; the
-    trust anchor for a lab's own CA (or self-signed certificate) from ``MAILCONFORM_CA_FILE``."""
+    trust anchor for a lab's own CA (or self-signed certificate) from ``MAILCONFORM_CA_FILE``.
+    A URL holding a password is refused, and shown with ``***`` in its place."""
+    shown = redact_url(url)
+    password_error = f"never put a password in a URL; set {PASSWORD_ENV_FOR_URLS} instead"
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(shown)  # never the real URL: no message below can quote the password
         port = parts.port
     except ValueError as exc:
-        raise TargetsError(url, [f"not a valid URL: {exc}"]) from None
+        raise TargetsError(shown, [f"not a valid URL: {exc}"] + ([password_error] if shown != url else [])) from None
     errors = []
     if parts.scheme not in DEFAULT_PORTS:
         errors.append(f"unknown scheme {parts.scheme!r} (known: {', '.join(DEFAULT_PORTS)})")
     if not parts.hostname:
         errors.append("no host in the URL")
-    if parts.password is not None:
-        errors.append(f"never put a password in a URL; set {PASSWORD_ENV_FOR_URLS} instead")
+    if parts.password is not None or shown != url:
+        errors.append(password_error)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         errors.append("a target URL is scheme://[user@]host[:port] with nothing after it")
     if errors:
-        raise TargetsError(url, errors)
+        raise TargetsError(shown, errors)
     if port == 0:
-        raise TargetsError(url, ["expected a port 1-65535, got 0"])
+        raise TargetsError(shown, ["expected a port 1-65535, got 0"])
     endpoint = Endpoint(parts.hostname, DEFAULT_PORTS[parts.scheme] if port is None else port)
     account = None
     if parts.username:
-        account = Account(user=unquote(parts.username), password=env.get(PASSWORD_ENV_FOR_URLS),
+        account = Account(user=unquote(parts.username), password=env.get(PASSWORD_ENV_FOR_URLS) or None,
                           password_env=PASSWORD_ENV_FOR_URLS)
     ca_file = env.get(CA_FILE_ENV_FOR_URLS)
     return Target(name=url, host=endpoint.host, services=MappingProxyType({parts.scheme: endpoint}),
@@ -353,21 +404,102 @@ def is_url(spec: str) -> bool:
     return "://" in spec
 
 
+# --------------------------------------------------------------------------- the grader's set-up
+
+def _unset(variable: str, env: Mapping[str, str]) -> str:
+    state = "is empty" if variable in env else "is not set"
+    return f"the environment variable {variable} {state}"
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as a trust anchor (completing "``path`` …"), or None if it can.
+
+    The TLS layer loads it with ``ssl`` as PEM, so a DER certificate is a problem too, with the fix."""
+    if not path.exists():
+        return "does not exist"
+    if not path.is_file():
+        return "is not a file"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        try:
+            x509.load_der_x509_certificate(data)
+        except ValueError:
+            return "is not a certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+        pem = path.with_suffix(".pem")
+        pem = pem if pem != path else path.with_name(f"{path.stem}-converted.pem")
+        return (f"is a DER certificate, but the suite reads PEM: convert it with "
+                f"openssl x509 -inform der -in {path} -out {pem} and use {pem}")
+    if not certificates:
+        return "holds no certificate"
+    return None
+
+
+def _named_setup_problems(target: Target, env: Mapping[str, str]) -> list[str]:
+    path = f"targets.{target.name}"
+    problems = []
+    account = target.account
+    if account is not None and account.user_env and account.user is None:
+        problems.append(f"{path}.account.user_env: {_unset(account.user_env, env)} (export it before running)")
+    if account is not None and account.password_env and account.password is None:
+        problems.append(f"{path}.account.password_env: {_unset(account.password_env, env)} (export it before running)")
+    if target.tls.ca_file is not None and (problem := ca_file_problem(target.tls.ca_file)):
+        problems.append(f"{path}.tls.ca_file: {target.tls.ca_file} {problem}")
+    return problems
+
+
+def _url_setup_problems(target: Target, env: Mapping[str, str]) -> list[str]:
+    problems = []
+    if target.account is not None and target.account.password is None:
+        problems.append(f"{target.name}: {_unset(PASSWORD_ENV_FOR_URLS, env)} (export it before running: "
+                        f"it holds the password of {target.account.user!r}, the user the URL names)")
+    if target.tls.ca_file is not None and (problem := ca_file_problem(target.tls.ca_file)):
+        problems.append(f"{target.name}: {CA_FILE_ENV_FOR_URLS}={target.tls.ca_file} {problem}")
+    return problems
+
+
 def resolve_targets(specs: list[str], targets_file: Path, env: Mapping[str, str] = os.environ) -> list[Target]:
-    """Turn ``--target`` values (names, URLs, comma lists) into targets, in the order given."""
-    wanted = [s.strip() for spec in specs for s in spec.split(",") if s.strip()]
+    """Turn ``--target`` values (names, URLs, comma lists) into targets, in the order given.
+
+    Before any connection, the grader's set-up of the *selected* targets is checked: every
+    ``user_env``/``password_env`` (or ``MAILCONFORM_PASSWORD`` for a ``user@`` URL) set, every
+    ``tls.ca_file`` (or ``MAILCONFORM_CA_FILE``) a readable certificate, no password in a URL.
+    One :class:`TargetsError` lists every such problem, each with the target and key; none shows a
+    password.  A broken targets file is reported as :func:`load_targets` does."""
+    # Redacted before splitting: a password holding a comma must not leak as a "target name".
+    wanted = [s.strip() for spec in specs for s in redact_url(spec).split(",") if s.strip()]
     named = {}
     if any(not is_url(s) for s in wanted):
         named = load_targets(targets_file, env)
     resolved: list[Target] = []
+    problems: list[str] = []
+    in_file = False  # does a problem concern the targets file (rather than a URL alone)?
     for spec in wanted:
         if is_url(spec):
-            target = target_from_url(spec, env)
+            try:
+                target = target_from_url(spec, env)
+            except TargetsError as error:
+                problems += [f"{error.source}: {e}" for e in error.errors if f"{error.source}: {e}" not in problems]
+                continue
+            found = [] if target in resolved else _url_setup_problems(target, env)
         elif spec in named:
             target = named[spec]
+            found = [] if target in resolved else _named_setup_problems(target, env)
+            in_file = in_file or bool(found)
         else:
             known = ", ".join(named) or "none"
-            raise TargetsError(str(targets_file), [f"unknown target {spec!r} (known: {known}; or give a URL like smtp://host)"])
+            problem = f"unknown target {spec!r} (known: {known}; or give a URL like smtp://host)"
+            if problem not in problems:
+                problems.append(problem)
+            in_file = True
+            continue
+        problems += found
         if target not in resolved:
             resolved.append(target)
+    if problems:
+        raise TargetsError(str(targets_file) if in_file else "--target", problems)
     return resolved
