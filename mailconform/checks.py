@@ -1,19 +1,23 @@
-"""Check metadata, outcomes and the expectation helpers checks are written with.
+"""What a check author writes with: ``@check`` (the metadata of one requirement) and the
+expectation helpers re-exported from :mod:`mailconform.verdicts`.
 
 A check is one test function decorated with :func:`check`.  It judges; it never opens a socket
-itself (the session fixtures do) and it asserts on reply codes, never on reply text.
+itself (the session fixtures do) and it asserts on reply codes, never on reply text.  Its title,
+fix and messages live in the catalogues of :mod:`mailconform.messages`, keyed by its ID.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from contextvars import ContextVar
-from dataclasses import dataclass
-from enum import Enum
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
-from mailconform.wire.pop3 import Pop3Reply
-from mailconform.wire.smtp import SmtpReply
+from mailconform import messages
+from mailconform.targets import DEFAULT_PORTS
+from mailconform.verdicts import (  # noqa: F401  (the check author's API, in one import)
+    Blocked, CheckFailed, Inconclusive, NotApplicable, expect, require,
+)
 
 #: The lab steps, as graded.  These IDs are a contract: extend, never rename.
 STEPS: dict[str, str] = {
@@ -33,7 +37,7 @@ STEPS: dict[str, str] = {
     "A3.pop3s": "POP3S (995)",
     "E.imap-security": "report on IMAP security",
 }
-#: Lab activities, the allure ``feature`` of each step.
+#: Lab activities, the allure ``feature`` of each step; ``--step A1`` selects a whole activity.
 ACTIVITIES: dict[str, str] = {
     "A1": "A1 · mail protocols by hand",
     "A2": "A2 · securing SMTP",
@@ -44,17 +48,13 @@ PROTOCOLS: dict[str, str] = {"smtp": "SMTP", "pop3": "POP3", "imap": "IMAP", "tl
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY", "policy")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
+#: ``order=`` of a check that must run after every other check of its target (e.g. one that
+#: fails a login on purpose: Dovecot then slows every later login from the same address).
+LAST = 100
+
 _ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9-]+){2,}$")
+_VARIANT = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _RFC = re.compile(r"^(\d+)(?:#([0-9A-Za-z.]+))?$")
-
-
-class Outcome(str, Enum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
-    NOT_APPLICABLE = "not_applicable"
-    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,12 @@ class CheckInfo:
     rfc: str
     level: str
     severity: str
-    hint: str
     doc: str
+    variants: Mapping[str, object] = field(default_factory=dict)  # name → value given to the check
+    endpoints: tuple[str, ...] = ()   # services the check runs on, one row each
+    order: int = 0                    # checks of one target run by (order, place in the suites)
+    catalogue: str = ""               # the row of shared/reference/check-catalogue.md it implements
+    tls_failure_is_finding: bool = False  # a failed handshake fails the check (else: inconclusive)
 
     @property
     def protocol(self) -> str:
@@ -79,7 +83,12 @@ class CheckInfo:
 
     @property
     def title(self) -> str:
-        return self.doc.strip().splitlines()[0].strip()
+        """The title in this run's language."""
+        return messages.title(self.id, fallback=self.doc.strip().splitlines()[0].strip())
+
+    @property
+    def fix(self) -> str:
+        return messages.fix(self.id)
 
     @property
     def rfc_label(self) -> str:
@@ -91,12 +100,23 @@ class CheckInfo:
         number, section = _RFC.match(self.rfc).groups()
         return f"https://datatracker.ietf.org/doc/html/rfc{number}" + (f"#section-{section}" if section else "")
 
+    def row_ids(self) -> list[str]:
+        """One result row per variant and endpoint: ``id``, ``id[variant]``, ``id@endpoint``."""
+        variants = [f"[{name}]" for name in self.variants] or [""]
+        endpoints = [f"@{service}" for service in self.endpoints] or [""]
+        return [f"{self.id}{v}{e}" for v in variants for e in endpoints]
 
-def check(id: str, *, step: str, rfc: str, level: str, severity: str, hint: str = "") -> Callable:
+
+def check(id: str, *, step: str, rfc: str, level: str, severity: str, variants: Mapping[str, object] | None = None,
+          endpoints: tuple[str, ...] = (), order: int = 0, catalogue: str = "",
+          tls_failure_is_finding: bool = False) -> Callable:
     """Declare a test function as the check ``id`` of lab step ``step``.
 
-    ``rfc`` is ``"NUMBER#SECTION"``; the docstring's first line is the title and the rest quotes
-    the requirement.  Bad metadata fails at import, so a typo cannot reach a report."""
+    ``rfc`` is ``"NUMBER#SECTION"``; the docstring quotes the requirement.  ``variants`` (name →
+    value, the check receives ``variant``) and ``endpoints`` (services, the check receives
+    ``endpoint``) make one result row each.  ``order`` places the check among the checks of its
+    target (``LAST`` runs it after the others).  Bad metadata fails at import, so a typo cannot
+    reach a report."""
     problems = []
     if not _ID.match(id):
         problems.append(f"id {id!r} is not protocol.topic.detail in lower case")
@@ -110,13 +130,24 @@ def check(id: str, *, step: str, rfc: str, level: str, severity: str, hint: str 
         problems.append(f"level {level!r} is not one of {', '.join(LEVELS)}")
     if severity not in SEVERITIES:
         problems.append(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    variants = dict(variants or {})
+    problems += [f"variant {name!r} is not lower-case letters, digits, '-' and '.'"
+                 for name in variants if not _VARIANT.match(name)]
+    problems += [f"endpoint {service!r} is not a service (known: {', '.join(DEFAULT_PORTS)})"
+                 for service in endpoints if service not in DEFAULT_PORTS]
 
     def decorate(function: Callable) -> Callable:
         if not (function.__doc__ or "").strip():
-            problems.append("a check needs a docstring: a title line, then the RFC sentence it enforces")
+            problems.append("a check needs a docstring quoting the RFC sentence it enforces")
+        parameters = inspect.signature(function).parameters
+        for declared, argument in ((variants, "variant"), (endpoints, "endpoint")):
+            if declared and argument not in parameters:
+                problems.append(f"a check with {argument}s takes a {argument!r} argument")
         if problems:
             raise ValueError(f"check {function.__qualname__}: " + "; ".join(problems))
-        function.__mailconform_check__ = CheckInfo(id, step, rfc, level, severity, hint, function.__doc__)
+        function.__mailconform_check__ = CheckInfo(
+            id, step, rfc, level, severity, function.__doc__, variants, tuple(endpoints), order, catalogue,
+            tls_failure_is_finding)
         return function
 
     return decorate
@@ -126,134 +157,14 @@ def check_info(function: Callable) -> CheckInfo | None:
     return getattr(function, "__mailconform_check__", None)
 
 
-# --------------------------------------------------------------------------- verdicts
-
-
-class CheckFailed(AssertionError):
-    """The server violates the requirement."""
-
-    def __init__(self, message: str, expected: str | None = None, actual: str | None = None):
-        self.expected = expected
-        self.actual = actual
-        rows = [message]
-        if expected is not None:
-            rows.append(f"Expected: {expected}")
-        if actual is not None:
-            rows.append(f"Actual:   {actual}")
-        super().__init__("\n".join(rows))
-
-
-class Inconclusive(Exception):
-    """The check could not decide (timeout, 421, greylisting, rate limit…)."""
-
-
-class TemporaryRefusal(Inconclusive):
-    """The server said "not now" (421, another 4xx, ``[SYS/TEMP]``): the check is tried once more."""
-
-
-class NotApplicable(Exception):
-    """The target does not offer what the check needs (a service, an account…)."""
-
-
-class Blocked(Exception):
-    """An earlier step this check depends on failed; ``cause`` names that check."""
-
-    def __init__(self, cause: str, reason: str):
-        self.cause = cause
-        self.reason = reason
-        super().__init__(f"blocked by {cause}: {reason}")
-
-
-#: Warnings of the check that is running (set by the plugin around each check).
-current_warnings: ContextVar[list[str]] = ContextVar("current_warnings")
-
-
-def warn(message: str) -> None:
-    """The requirement is met, but not the way the RFC recommends: the check passes with a warning."""
-    current_warnings.get().append(message)
-
-
-# --------------------------------------------------------------------------- expectations
-
-_TEMPORARY_POP3_CODES = {"SYS/TEMP", "IN-USE", "LOGIN-DELAY"}
-
-
-def temporary_reason(reply: SmtpReply | Pop3Reply) -> str | None:
-    """Why a refusal, where success was wanted, is transient and decides nothing; None if it is not."""
-    return _temporary(reply, wanted_success=True)
-
-
-def _temporary(reply: SmtpReply | Pop3Reply, wanted_success: bool) -> str | None:
-    """Why a reply is a transient refusal that decides nothing, or None."""
-    if isinstance(reply, SmtpReply):
-        if reply.code == 421:
-            return f"the server answered {reply} (421: service not available, closing); try again later"
-        if wanted_success and 400 <= reply.code < 500:
-            return f"the server answered {reply}: a temporary refusal (greylisting, rate limit or a local problem)"
-    elif wanted_success and not reply.ok and reply.resp_code in _TEMPORARY_POP3_CODES:
-        return f"the server answered {reply}: a temporary refusal ([{reply.resp_code}])"
-    return None
-
-
-class ReplyExpectation:
-    def __init__(self, reply: SmtpReply | Pop3Reply, what: str):
-        self.reply = reply
-        self.what = what
-
-    def code(self, *codes: int) -> SmtpReply:
-        """The SMTP reply carries one of ``codes``; 421 (and 4xx where success was wanted) is inconclusive."""
-        __tracebackhide__ = True
-        reply = self.reply
-        if reply.code in codes:
-            return reply
-        temporary = _temporary(reply, wanted_success=all(c < 400 for c in codes))
-        if temporary:
-            raise TemporaryRefusal(temporary)
-        expected = " or ".join(map(str, codes))
-        raise CheckFailed(self.what or f"the server answered {reply} where {expected} was expected", expected, str(reply))
-
-    def ok(self) -> Pop3Reply:
-        """The POP3 reply is ``+OK``."""
-        __tracebackhide__ = True
-        if self.reply.ok:
-            return self.reply
-        temporary = _temporary(self.reply, wanted_success=True)
-        if temporary:
-            raise TemporaryRefusal(temporary)
-        raise CheckFailed(self.what or f"the server answered {self.reply} where +OK was expected", "+OK", str(self.reply))
-
-    def err(self) -> Pop3Reply:
-        """The POP3 reply is ``-ERR``."""
-        __tracebackhide__ = True
-        if not self.reply.ok:
-            return self.reply
-        raise CheckFailed(self.what or f"the server answered {self.reply} where -ERR was expected", "-ERR", str(self.reply))
-
-
-def expect(subject, message: str | None = None):
-    """``expect(reply).code(250)`` / ``expect(reply).ok()``, or ``expect(condition, "what went wrong")``."""
-    __tracebackhide__ = True
-    if isinstance(subject, (SmtpReply, Pop3Reply)):
-        return ReplyExpectation(subject, message or "")
-    if message is None:
-        raise TypeError("expect(condition, message): a condition needs a message saying what went wrong")
-    if not subject:
-        raise CheckFailed(message)
-    return None
-
-
-def require(reply: SmtpReply | Pop3Reply, *codes: int, by: str) -> None:
-    """A step this check builds on must succeed, else the check is blocked by check ``by``.
-
-    For an SMTP reply, ``codes`` are the acceptable codes; a POP3 reply must be ``+OK``."""
-    __tracebackhide__ = True
-    if isinstance(reply, SmtpReply):
-        good = reply.code in codes
-    else:
-        good = reply.ok
-    if good:
-        return
-    temporary = _temporary(reply, wanted_success=True)
-    if temporary:
-        raise TemporaryRefusal(temporary)
-    raise Blocked(by, f"the server answered {reply}")
+def step_selection(words: list[str]) -> tuple[set[str], list[str]]:
+    """``--step`` values (steps, or activities such as ``A1``) → (the steps, the unknown words)."""
+    selected, unknown = set(), []
+    for word in words:
+        if word in STEPS:
+            selected.add(word)
+        elif word in ACTIVITIES:
+            selected |= {step for step in STEPS if step.split(".")[0] == word}
+        else:
+            unknown.append(word)
+    return selected, unknown

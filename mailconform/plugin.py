@@ -1,4 +1,4 @@
-"""The pytest plugin: options, target parametrization, outcomes, allure labels, results.
+"""The pytest plugin: options, target parametrization, order, outcomes, allure labels, results.
 
 Registered through the ``pytest11`` entry point, so its options are known before pytest reads
 the command line.  Checks live in ``suites/``; this module never judges a server itself.
@@ -13,15 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from mailconform import report
-from mailconform.checks import (
-    STEPS, Blocked, CheckFailed, CheckInfo, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, check_info,
-    current_warnings,
-)
+from mailconform import messages, report
+from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_selection
 from mailconform.dns import DnsFailure, Lookup
-from mailconform.sessions import CheckRun, Failure, Mailbox, Pop3Factory, ServiceHealth, SmtpFactory
+from mailconform.mailbox import Mailbox
+from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
+from mailconform.targetrun import Failure, TargetRun
 from mailconform.targets import Target, TargetsError, load_targets, resolve_targets
+from mailconform.verdicts import (
+    Blocked, CheckContext, CheckFailed, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, current_check,
+)
 from mailconform.wire import ConnectFailed, ReplyTimeout, TlsFailed, WireError
+from mailconform.wire.budget import BudgetExceeded
 
 TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
@@ -29,16 +32,21 @@ RESULT_PROPERTY = "mailconform"
 
 @dataclass
 class RunState:
-    """What the plugin knows for one pytest run."""
+    """What the plugin knows for one pytest run (in each process)."""
 
     targets_file: Path
     targets: list[Target] = field(default_factory=list)
-    steps: list[str] = field(default_factory=list)
-    health: ServiceHealth = field(default_factory=ServiceHealth)
-    dns_answers: dict[str, dict] = field(default_factory=dict)  # per target: (name, type) → answer
+    steps: set[str] = field(default_factory=set)
+    runs: dict[str, TargetRun] = field(default_factory=dict)
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
+
+    def target_run(self, name: str) -> TargetRun:
+        """The run scope of target ``name``, made on first use in this process."""
+        if name not in self.runs:
+            self.runs[name] = TargetRun(self.target(name))
+        return self.runs[name]
 
 
 STATE = pytest.StashKey[RunState]()
@@ -58,7 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--targets-file", default=None, metavar="PATH",
                     help="the targets file (default: targets.toml in the rootdir).")
     group.addoption("--step", action="append", default=[], metavar="STEP",
-                    help="run only the checks of this lab step, e.g. A1.smtp-session. Repeatable.")
+                    help="run only the checks of this lab step (e.g. A1.smtp-session) or activity (e.g. A1). "
+                         "Repeatable.")
+    group.addoption("--lang", default=messages.DEFAULT_LANGUAGE, choices=sorted(messages.LANGUAGES),
+                    help="language of titles, messages and fixes: en (default) or es.")
+    group.addoption("--list-checks", action="store_true", default=False,
+                    help="list every check with its ID, step, level, RFC and title (in --lang), then exit.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -70,15 +83,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if option.help or option.version:
         return
-    unknown_steps = [s for s in _split(option.step) if s not in STEPS]
-    if unknown_steps:
-        raise pytest.UsageError(f"unknown --step {', '.join(unknown_steps)} (lab steps: {', '.join(STEPS)})")
-    state.steps = _split(option.step)
+    messages.language.set(option.lang)
+    steps, unknown = step_selection(_split(option.step))
+    if unknown:
+        raise pytest.UsageError(f"unknown --step {', '.join(unknown)} (lab steps: {', '.join(STEPS)}; "
+                                f"or a whole activity: {', '.join(ACTIVITIES)})")
+    state.steps = steps
+    if option.list_checks:
+        return
     config.pluginmanager.register(Results(config), "mailconform-results")
     try:
         state.targets = resolve_targets(option.target, targets_file)
     except TargetsError as error:
         raise pytest.UsageError(str(error)) from None
+    if state.targets and getattr(option, "dist", "no") == "load":
+        option.dist = "loadgroup"  # every check of one target on one worker: see _place_on_one_worker
 
 
 def _split(values: list[str]) -> list[str]:
@@ -92,15 +111,46 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"mailconform: {len(state.targets)} target(s) (targets file {state.targets_file})"]
     lines += [f"  {target.summary()}" for target in state.targets]
     if state.steps:
-        lines.append(f"  steps: {', '.join(state.steps)}")
+        lines.append(f"  steps: {', '.join(sorted(state.steps))}")
     return lines
+
+
+# --------------------------------------------------------------------------- --list-checks
+
+def pytest_cmdline_main(config: pytest.Config):
+    if config.option.list_checks:
+        from _pytest.main import wrap_session
+
+        return wrap_session(config, _list_checks)
+    return None
+
+
+def _list_checks(config: pytest.Config, session: pytest.Session) -> int:
+    session.perform_collect()
+    writer = config.get_terminal_writer()
+    infos = {info.id: info for info in map(_info, session.items) if info is not None}
+    steps = config.stash[STATE].steps
+    rows = [(row, info.step, info.level, info.rfc_label, info.title)
+            for info in infos.values() if not steps or info.step in steps for row in info.row_ids()]
+    if not rows:
+        writer.line("no checks found")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        writer.line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return 0
 
 
 # --------------------------------------------------------------------------- collection
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if check_info(metafunc.function) is None:
+    info = check_info(metafunc.function)
+    if info is None:
         return
+    if info.variants:
+        metafunc.parametrize("variant", list(info.variants), ids=list(info.variants), indirect=True)
+    if info.endpoints:
+        metafunc.parametrize("endpoint", list(info.endpoints), ids=list(info.endpoints))
     state = metafunc.config.stash[STATE]
     if not state.targets:
         return  # reported as a usage error once collection is over
@@ -118,14 +168,17 @@ def _known_names(state: RunState) -> str:
     return f"known in {state.targets_file.name}: {', '.join(names) or 'none'}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k (keywords) and xdist (groups) read the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
+    if config.option.list_checks:
+        return
     seen: dict[str, str] = {}
-    selected, deselected = [], []
+    plain, checks, deselected = [], [], []
     for item in items:
         info = _info(item)
         if info is None:
-            selected.append(item)
+            plain.append(item)
             continue
         if not state.targets:
             raise pytest.UsageError(
@@ -137,12 +190,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if state.steps and info.step not in state.steps:
             deselected.append(item)
             continue
-        selected.append(item)
+        checks.append(item)
+        item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step})
+        _place_on_one_worker(item, state)
         if config.pluginmanager.hasplugin("allure_pytest"):
             _add_allure_labels(item, info)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = selected
+    names = [t.name for t in state.targets]
+    # One target after the other; within a target, by the checks' declared order, then file order.
+    order = {id(item): place for place, item in enumerate(checks)}
+    checks.sort(key=lambda item: (names.index(_target_name(item)), _info(item).order, order[id(item)]))
+    items[:] = plain + checks
+
+
+def _place_on_one_worker(item: pytest.Item, state: RunState) -> None:
+    """Under ``-n`` (pytest-xdist, ``--dist loadgroup``), every check of one target goes to the
+    same worker, in the order above: the target run's observations hold for all of them, and the
+    target never sees more than its connection budget."""
+    index = [t.name for t in state.targets].index(_target_name(item))
+    item.add_marker(pytest.mark.xdist_group(f"target{index}"))
 
 
 _ALLURE_SEVERITY = {"critical": "blocker", "high": "critical", "medium": "normal", "low": "minor", "info": "trivial"}
@@ -156,7 +223,7 @@ def _add_allure_labels(item: pytest.Item, info: CheckInfo) -> None:
     item.add_marker(allure.story(info.step))
     item.add_marker(allure.severity(allure.severity_level(_ALLURE_SEVERITY[info.severity])))
     item.add_marker(allure.label("target", _target_name(item)))
-    item.add_marker(allure.label("check", info.id))
+    item.add_marker(allure.label("check", _row_id(item, info)))
     item.add_marker(allure.link(info.rfc_url, link_type="rfc", name=info.rfc_label))
 
 
@@ -168,6 +235,16 @@ def _target_name(item: pytest.Item) -> str:
     return item.callspec.params[TARGET_PARAM]
 
 
+def _row_id(item: pytest.Item, info: CheckInfo) -> str:
+    """``id``, ``id[variant]``, ``id@endpoint``: the row this item fills in every report."""
+    row = info.id
+    if info.variants:
+        row += f"[{item.callspec.params['variant']}]"
+    if info.endpoints:
+        row += f"@{item.callspec.params['endpoint']}"
+    return row
+
+
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture
@@ -177,27 +254,33 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture
+def variant(request: pytest.FixtureRequest):
+    """The value of the variant this row of the check runs (the parameter is its name)."""
+    return check_info(request.function).variants[request.param]
+
+
+@pytest.fixture
 def check_run(request: pytest.FixtureRequest, target: Target) -> CheckRun:
-    """Transcripts and warnings of the running check."""
+    """Transcripts, warnings and the target run of the running check."""
     return request.node.stash[RUN]
 
 
 @pytest.fixture
-def smtp(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) -> SmtpFactory:
-    """Opens SMTP sessions to the target: ``smtp.connect()``, ``smtp.session()``."""
-    return SmtpFactory(target, check_run, request.config.stash[STATE].health)
+def smtp(check_run: CheckRun) -> SmtpFactory:
+    """SMTP sessions to the target: ``smtp.hello()`` (greeting + EHLO, observed once), ``smtp.session()``."""
+    return SmtpFactory(check_run)
 
 
 @pytest.fixture
-def pop3(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) -> Pop3Factory:
-    """Opens POP3 sessions to the target: ``pop3.session()``, ``pop3.logged_in()``…"""
-    return Pop3Factory(target, check_run, request.config.stash[STATE].health)
+def pop3(check_run: CheckRun) -> Pop3Factory:
+    """POP3 sessions to the target: ``pop3.hello()``, ``pop3.session()``, ``pop3.logged_in()``…"""
+    return Pop3Factory(check_run)
 
 
 @pytest.fixture
-def mailbox(target: Target, smtp: SmtpFactory, pop3: Pop3Factory):
+def mailbox(check_run: CheckRun, smtp: SmtpFactory, pop3: Pop3Factory):
     """Delivers probe messages over SMTP and finds them over POP3; removes them afterwards."""
-    box = Mailbox(target, smtp, pop3)
+    box = Mailbox(check_run, smtp, pop3)
     yield box
     box.clean_up()
 
@@ -209,24 +292,23 @@ def recipient(target: Target) -> str:
         return target.account.address
     if target.domain:
         return f"postmaster@{target.domain}"
-    raise NotApplicable("no recipient address: give the target a domain or an [account] with an address")
+    raise NotApplicable(messages.core("no-recipient"))
 
 
 @pytest.fixture
 def intrusive_recipient(target: Target) -> str:
     """The account's own address, for checks that really send a message (``intrusive = true`` only)."""
     if not target.intrusive:
-        raise NotApplicable("the target sets intrusive = false, so the suite sends it no message")
+        raise NotApplicable(messages.core("not-intrusive"))
     if not (target.account and target.account.address):
-        raise NotApplicable("the suite sends messages only to the target's [account] address, and it has none")
+        raise NotApplicable(messages.core("no-address-to-deliver"))
     return target.account.address
 
 
 @pytest.fixture
-def dns_lookup(request: pytest.FixtureRequest, target: Target, check_run: CheckRun) -> Lookup:
+def dns_lookup(check_run: CheckRun) -> Lookup:
     """DNS queries through the target's resolver, recorded in the check's transcript."""
-    answers = request.config.stash[STATE].dns_answers.setdefault(target.name, {})
-    return Lookup(target, check_run.transcript("dns"), answers)
+    return Lookup(check_run.target, check_run.transcript("dns"), check_run.target_run.dns_answers)
 
 
 # --------------------------------------------------------------------------- running a check
@@ -236,13 +318,18 @@ def pytest_runtest_setup(item: pytest.Item):
     info = _info(item)
     if info is None:
         return (yield)
-    item.stash[RUN] = CheckRun(info.id, item.config.stash[STATE].target(_target_name(item)))
+    state = item.config.stash[STATE]
+    context = CheckContext(info.id)
+    item.stash[RUN] = CheckRun(_row_id(item, info), context, state.target_run(_target_name(item)))
+    token = current_check.set(context)
     try:
         return (yield)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
         _raise_as_verdict(item, info, error)
+    finally:
+        current_check.reset(token)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -251,7 +338,8 @@ def pytest_runtest_call(item: pytest.Item):
     info = _info(item)
     if info is None:
         return (yield)
-    token = current_warnings.set(item.stash[RUN].warnings)
+    run = item.stash[RUN]
+    token = current_check.set(run.context)
     try:
         try:
             result = yield
@@ -262,9 +350,23 @@ def pytest_runtest_call(item: pytest.Item):
     except BaseException as error:
         _raise_as_verdict(item, info, error)
     finally:
-        current_warnings.reset(token)
-    _conclude(item, info, None)
+        current_check.reset(token)
+    _conclude(item, None)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    """Fixture teardown (the mailbox clean-up) speaks in the check's name too."""
+    run = item.stash.get(RUN, None)
+    if run is None:
+        return (yield)
+    token = current_check.set(run.context)
+    try:
+        return (yield)
+    finally:
+        current_check.reset(token)
+        run.close()
 
 
 RETRY_PAUSE = 2.0  # seconds before the one retry of a check the server answered "not now"
@@ -273,67 +375,69 @@ RETRY_PAUSE = 2.0  # seconds before the one retry of a check the server answered
 def _retry(item: pytest.Item, refusal: TemporaryRefusal):
     """Run the check once more after a pause; what that attempt raises is the verdict.  Once a retry
     has met a refusal again, the target is not retried any more this run (it costs a pause each)."""
-    run, health = item.stash[RUN], item.config.stash[STATE].health
-    if health.get(run.target, "retry") is not None:
+    run = item.stash[RUN]
+    target_run = run.target_run
+    if target_run.failure("retry") is not None:
         raise refusal
-    run.transcript("retry").note(f"{refusal}; retrying once in {RETRY_PAUSE:g} s")
+    run.transcript("retry").note(messages.core("retrying", refusal=refusal, pause=f"{RETRY_PAUSE:g}"))
+    run.close()
     time.sleep(RETRY_PAUSE)
+    target_run.forget_temporary()
     try:
         return item.runtest()
     except TemporaryRefusal as again:
-        health.record(run.target, "retry", Failure(run.check_id, str(again)))
+        target_run.record("retry", Failure(run.row_id, str(again)))
         raise
 
 
 def _raise_as_verdict(item: pytest.Item, info: CheckInfo, error: BaseException) -> None:
     """Record what ``error`` means for the check, then raise what pytest should see."""
-    replacement = _conclude(item, info, error)
+    replacement = _conclude(item, error, info)
     if replacement is not None:
         raise replacement from error  # the chained traceback shows where; secrets there are Secret(***)
     raise error
 
 
-def _conclude(item: pytest.Item, info: CheckInfo, error: BaseException | None) -> BaseException | None:
+def _conclude(item: pytest.Item, error: BaseException | None, info: CheckInfo | None = None) -> BaseException | None:
     """Record the check's outcome; return the exception pytest should see instead, if any."""
     run = item.stash[RUN]
     if error is None:
         outcome, message, replacement = (Outcome.WARN if run.warnings else Outcome.PASS), "; ".join(run.warnings), None
     else:
-        outcome, message, replacement = _classify(error)
-    run.close()
+        outcome, message, replacement = _classify(error, info or _info(item))
     item.stash[RESULT] = {"outcome": outcome.value, "message": message}
-    _attach_to_allure(item, info, run, outcome, message)
     return replacement
 
 
-def _classify(error: BaseException) -> tuple[Outcome, str, BaseException | None]:
+def _classify(error: BaseException, info: CheckInfo) -> tuple[Outcome, str, BaseException | None]:
     """(outcome, message, exception to raise instead — a skip for outcomes that are not failures)."""
     if isinstance(error, CheckFailed):
         return Outcome.FAIL, str(error), None
-    if isinstance(error, Inconclusive):
-        return Outcome.INCONCLUSIVE, str(error), pytest.skip.Exception(f"inconclusive: {error}")
+    if isinstance(error, TlsFailed) and info.tls_failure_is_finding:
+        return Outcome.FAIL, str(error), CheckFailed(str(error))
+    if isinstance(error, Inconclusive) or _undecided(error):
+        return Outcome.INCONCLUSIVE, str(error), pytest.skip.Exception(messages.core("skip-inconclusive", why=error))
     if isinstance(error, NotApplicable):
-        return Outcome.NOT_APPLICABLE, str(error), pytest.skip.Exception(f"not applicable: {error}")
+        return Outcome.NOT_APPLICABLE, str(error), pytest.skip.Exception(messages.core("skip-not-applicable", why=error))
     if isinstance(error, Blocked):
         return Outcome.BLOCKED, str(error), pytest.skip.Exception(str(error))
-    if _undecided(error):
-        return Outcome.INCONCLUSIVE, str(error), pytest.skip.Exception(f"inconclusive: {error}")
     if isinstance(error, (WireError, DnsFailure)):
         return Outcome.FAIL, str(error), CheckFailed(str(error))
     if isinstance(error, pytest.skip.Exception):
         return Outcome.NOT_APPLICABLE, str(error), None
     if isinstance(error, pytest.fail.Exception) and str(error).startswith("Timeout"):
-        return Outcome.INCONCLUSIVE, f"the check hung and was stopped ({error})", None
+        return Outcome.INCONCLUSIVE, messages.core("check-hung", error=error), None
     if isinstance(error, AssertionError):
         return Outcome.FAIL, str(error), None
     # A bug in the suite says nothing about the server: pytest shows it, the verdict stays open.
-    return Outcome.INCONCLUSIVE, f"the check itself broke: {error!r}", None
+    return Outcome.INCONCLUSIVE, messages.core("check-broke", error=repr(error)), None
 
 
 def _undecided(error: BaseException) -> bool:
     """Errors that tell nothing about the server's conformance: timeouts, a host that cannot be
-    reached or resolved, TLS trouble (the TLS steps judge it), a resolver that did not answer."""
-    if isinstance(error, (ReplyTimeout, TlsFailed)):
+    reached or resolved, TLS trouble (unless the check judges TLS), a resolver that did not answer,
+    a check that wanted more connections than the target's budget."""
+    if isinstance(error, (ReplyTimeout, TlsFailed, BudgetExceeded)):
         return True
     if isinstance(error, ConnectFailed):
         return error.kind != "refused"
@@ -342,34 +446,40 @@ def _undecided(error: BaseException) -> bool:
     return False
 
 
-def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome: Outcome, message: str) -> None:
-    if not item.config.pluginmanager.hasplugin("allure_pytest"):
-        return
-    import allure
-
-    allure.dynamic.title(f"{info.id}: {info.title} [{run.target.name}]")
-    allure.dynamic.description(report.description(info, outcome, message))
-    for transcript in run.transcripts:
-        allure.attach(transcript.render(timestamps=True), name=f"transcript {transcript.title}",
-                      attachment_type=allure.attachment_type.TEXT)
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report_ = yield
     info = _info(item)
     if info is None or RESULT not in item.stash:
         return report_
-    result = {"target": _target_name(item), "check": info.id, "step": info.step, "severity": info.severity,
-              "rfc": info.rfc_label, "level": info.level, **item.stash[RESULT]}
+    run = item.stash[RUN]
+    result = {"target": _target_name(item), "check": run.row_id, "id": info.id,
+              "variant": item.callspec.params.get("variant"),
+              "endpoint": item.callspec.params.get("endpoint"), "step": info.step, "severity": info.severity,
+              "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
+              **item.stash[RESULT]}
     del item.stash[RESULT]
     report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
-    run = item.stash[RUN]
+    _attach_to_allure(item, info, run, Outcome(result["outcome"]), result["message"])
     if result["outcome"] == Outcome.FAIL.value:
         report_.sections.append(("mailconform", report.failure_details(info)))
     for transcript in run.transcripts:
         report_.sections.append((f"transcript {transcript.title}", transcript.render(timestamps=True)))
     return report_
+
+
+def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome: Outcome, message: str) -> None:
+    """Title, verdict and transcripts in allure.  Done here, once the phase that decided is over:
+    allure-pytest rewrites the title and description at the end of setup."""
+    if not item.config.pluginmanager.hasplugin("allure_pytest"):
+        return
+    import allure
+
+    allure.dynamic.title(f"{run.row_id}: {info.title} [{run.target.name}]")
+    allure.dynamic.description(report.description(info, outcome, message))
+    for transcript in run.transcripts:
+        allure.attach(transcript.render(timestamps=True), name=f"transcript {transcript.title}",
+                      attachment_type=allure.attachment_type.TEXT)
 
 
 # --------------------------------------------------------------------------- results

@@ -5,7 +5,9 @@ from __future__ import annotations
 import inspect
 from collections import Counter, defaultdict
 
-from mailconform.checks import CheckInfo, Outcome
+from mailconform import messages
+from mailconform.checks import CheckInfo
+from mailconform.verdicts import Outcome
 
 _COLUMNS = [o.value for o in Outcome]
 
@@ -13,16 +15,17 @@ _COLUMNS = [o.value for o in Outcome]
 def failure_details(info: CheckInfo) -> str:
     """The requirement and the setting that fixes it, shown under a failed check."""
     rows = [f"{info.id} ({info.step}): {info.title}", f"{info.rfc_label}, {info.level}: {info.rfc_url}"]
-    if info.hint:
-        rows.append(f"Fix: {info.hint}")
+    if info.fix:
+        rows.append(f"{messages.label('fix')}: {info.fix}")
     return "\n".join(rows)
 
 
 def description(info: CheckInfo, outcome: Outcome, message: str) -> str:
     """The allure description: the requirement quoted in the docstring, the verdict, the fix."""
-    rows = [inspect.cleandoc(info.doc), "", f"Verdict: {outcome.value}" + (f" — {message}" if message else "")]
-    if info.hint:
-        rows.append(f"Fix: {info.hint}")
+    rows = [info.title, "", inspect.cleandoc(info.doc), "",
+            f"{messages.label('verdict')}: {outcome.value}" + (f" — {message}" if message else "")]
+    if info.fix:
+        rows.append(f"{messages.label('fix')}: {info.fix}")
     rows.append(f"{info.rfc_label} ({info.level}): {info.rfc_url}")
     return "\n".join(rows)
 

@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 
+from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.errors import ConnectFailed, ConnectionClosed, ReplyTimeout, ReplyTooLong, TlsFailed
 from mailconform.wire.secret import Secret, reveal
 from mailconform.wire.transcript import Transcript
@@ -30,8 +31,10 @@ def loopback_only() -> bool:
 class Connection:
     """A socket that never blocks longer than its timeout and records everything it moves."""
 
-    def __init__(self, sock: socket.socket, transcript: Transcript, timeout: float, max_line: int = MAX_LINE):
+    def __init__(self, sock: socket.socket, transcript: Transcript, timeout: float, max_line: int = MAX_LINE,
+                 release=lambda: None):
         self.sock = sock
+        self._release = release  # gives the budget's slot back once the connection is over
         self.transcript = transcript
         self.timeout = timeout
         self.max_line = max_line
@@ -41,12 +44,30 @@ class Connection:
 
     @classmethod
     def open(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
-             tls: ssl.SSLContext | None = None, server_name: str | None = None) -> "Connection":
-        """Connect (and, for implicit TLS, handshake) or raise :class:`ConnectFailed` / :class:`TlsFailed`."""
+             tls: ssl.SSLContext | None = None, server_name: str | None = None,
+             budget: ConnectionBudget | None = None) -> "Connection":
+        """Connect (and, for implicit TLS, handshake) or raise :class:`ConnectFailed` / :class:`TlsFailed`.
+
+        With a ``budget``, the connection waits for its turn and holds one of its slots until closed."""
         endpoint = f"{host}:{port}"
         if loopback_only() and not is_loopback(host):
             raise _connect_failed(transcript, endpoint, "not-loopback",
                                   f"{host} is not a loopback address and {LOOPBACK_ONLY_ENV} is set")
+        release = budget.acquire(endpoint) if budget else (lambda: None)
+        try:
+            sock = cls._connect(host, port, endpoint, timeout, transcript, source)
+        except ConnectFailed:
+            release()
+            raise
+        connection = cls(sock, transcript, timeout, release=release)
+        transcript.note("connected")
+        if tls is not None:
+            connection.start_tls(tls, server_name or host)
+        return connection
+
+    @staticmethod
+    def _connect(host: str, port: int, endpoint: str, timeout: float, transcript: Transcript,
+                 source: str | None) -> socket.socket:
         transcript.note(f"connecting to {endpoint}" + (f" from {source}" if source else ""))
         try:
             sock = socket.create_connection((host, port), timeout=timeout,
@@ -60,11 +81,7 @@ class Connection:
         except OSError as exc:
             raise _connect_failed(transcript, endpoint, "unreachable", exc.strerror or str(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = cls(sock, transcript, timeout)
-        transcript.note("connected")
-        if tls is not None:
-            connection.start_tls(tls, server_name or host)
-        return connection
+        return sock
 
     # ------------------------------------------------------------------ sending
 
@@ -200,11 +217,13 @@ class Connection:
         if not self.closed:
             self.transcript.note(why)
             self.closed = True
+        self._release()
 
     def close(self) -> None:
         if not self.closed:
             self.transcript.note("client closed the connection")
             self.closed = True
+        self._release()
         try:
             self.sock.close()
         except OSError:

@@ -128,6 +128,10 @@ class ImapSession(Session):
     def logout(self) -> ImapResponse:
         return self.command("LOGOUT")
 
+    def quit(self) -> ImapResponse:
+        """IMAP's goodbye is LOGOUT (the name every session's ``finish()`` calls)."""
+        return self.logout()
+
 
 def quote(value: str) -> str:
     """An IMAP quoted string (RFC 3501 §4.3)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ssl
 
+from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.connection import Connection
+from mailconform.wire.errors import WireError
 from mailconform.wire.transcript import Transcript
 
 
@@ -21,10 +23,11 @@ class Session:
 
     @classmethod
     def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
-                tls: ssl.SSLContext | None = None, server_name: str | None = None):
+                tls: ssl.SSLContext | None = None, server_name: str | None = None,
+                budget: ConnectionBudget | None = None):
         """Open the connection (TLS first for implicit TLS) and read the greeting, whatever it says."""
         connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
-                                     tls=tls, server_name=server_name)
+                                     tls=tls, server_name=server_name, budget=budget)
         try:
             return cls(connection, cls.read_greeting(connection))
         except Exception:
@@ -37,6 +40,15 @@ class Session:
 
     def close(self) -> None:
         self.connection.close()
+
+    def finish(self) -> None:
+        """Say goodbye (best effort) and close: for sessions whose ending nobody judges."""
+        if not self.connection.closed:
+            try:
+                self.quit()
+            except WireError:
+                pass
+        self.close()
 
 
 class MailboxCommands:

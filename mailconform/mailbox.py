@@ -1,0 +1,163 @@
+"""The ``mailbox`` fixture: deliver probe messages over SMTP, find them again over POP3, and
+remove them after the check.
+
+Looking for a message costs a POP3 login (a maildrop is a snapshot taken at login, RFC 1939 §8),
+so the looks back off — 0.25 s, 0.5 s, 1 s, 2 s… up to ``delivery_wait`` — and the transcript
+says how many logins a delivery cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from mailconform import messages
+from mailconform.probes import ProbeMessage
+from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
+from mailconform.targetrun import Failure
+from mailconform.verdicts import Blocked, CheckFailed, NotApplicable, require
+from mailconform.wire import Pop3Session, SmtpReply, SmtpSession
+
+FIRST_LOOK_PAUSE = 0.25  # seconds before the second look; doubled after each look
+MAX_LOOK_PAUSE = 4.0
+
+
+def looks(wait: float) -> Iterator[int]:
+    """Yield 1, 2, 3… for each look at the mailbox, pausing in between with a doubling backoff,
+    until ``wait`` seconds have passed (there is always at least one look)."""
+    deadline = time.monotonic() + wait
+    pause, number = FIRST_LOOK_PAUSE, 1
+    while True:
+        yield number
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(pause, remaining))
+        pause, number = min(pause * 2, MAX_LOOK_PAUSE), number + 1
+
+
+@dataclass
+class FoundMessage:
+    """A message in the account's POP3 mailbox: its number in ``session`` and what was sent."""
+
+    session: Pop3Session
+    number: int
+    sent: ProbeMessage | None  # None: a message the suite did not deliver
+
+
+class Mailbox:
+    """Delivers probe messages over SMTP and finds them again over POP3."""
+
+    SEARCH_DEPTH = 50  # newest messages looked at when searching for a probe
+
+    def __init__(self, run: CheckRun, smtp: SmtpFactory, pop3: Pop3Factory):
+        self.run = run
+        self.target = run.target
+        self.smtp = smtp
+        self.pop3 = pop3
+        self.delivered: list[ProbeMessage] = []  # accepted with 250: removed after the check
+        self.unseen: set[str] = set()             # tokens of those not yet seen in the mailbox
+
+    def delivery_refusal(self) -> str | None:
+        """Why the suite may not deliver a message to this target, or None."""
+        account = self.target.account
+        if not self.target.endpoint("smtp"):
+            return messages.core("no-smtp-to-deliver")
+        if account is None or not account.address:
+            return messages.core("no-address-to-deliver")
+        if not self.target.intrusive:
+            return messages.core("not-intrusive")
+        return None
+
+    def deliver(self) -> ProbeMessage:
+        """Send a probe message to the account over SMTP; any refusal blocks the calling check."""
+        refusal = self.delivery_refusal()
+        if refusal:
+            raise NotApplicable(refusal)
+        message = ProbeMessage.new(self.target.sender, self.target.account.address)
+        session = self.smtp.session()
+        require(session.mail(message.sender), 250, by="smtp.session.mail-from")
+        require(session.rcpt(message.recipient), 250, 251, by="smtp.session.rcpt-to")
+        require(session.data(), 354, by="smtp.session.data")
+        require(self.transmit(session, message), 250, by="smtp.session.end-of-data")
+        session.finish()
+        return message
+
+    def transmit(self, session: SmtpSession, message: ProbeMessage) -> SmtpReply:
+        """Send ``message`` after a 354; once accepted (250) it is removed again after the check."""
+        reply = session.send_message(message.as_bytes())
+        if reply.code == 250:
+            self.delivered.append(message)
+            self.unseen.add(message.token)
+        return reply
+
+    def locate(self, session: Pop3Session, token: str) -> int | None:
+        """The number of the message carrying ``token`` in this session's mailbox, or None."""
+        for number in list(reversed(session.message_numbers()))[: self.SEARCH_DEPTH]:
+            top = session.top(number, 0)
+            headers = top if top.ok else session.retr(number)
+            if any(token.encode() in line for line in headers.lines):
+                return number
+        return None
+
+    def delivered_message(self) -> FoundMessage:
+        """A message this check delivered, found in the mailbox; a lost one fails the check."""
+        self.pop3.credentials()
+        lost = self.run.target_run.failure("delivery")
+        if lost is not None:
+            raise Blocked(lost.cause, lost.reason)
+        message = self.deliver()
+        for look in looks(self.target.delivery_wait):
+            session = self.pop3.logged_in()
+            number = self.locate(session, message.token)
+            if number is not None:
+                session.transcript.note(messages.core("delivery-looks", looks=look))
+                self.unseen.discard(message.token)
+                return FoundMessage(session, number, message)
+            session.finish()
+        reason = messages.core("message-lost", user=self.target.account.user, wait=f"{self.target.delivery_wait:g}",
+                               token=message.token, looks=look)
+        self.run.target_run.record("delivery", Failure(self.run.row_id, reason))
+        raise CheckFailed(reason)
+
+    def any_message(self) -> FoundMessage:
+        """A message to work on: one the suite delivers when it may, else the newest one there."""
+        self.pop3.credentials()
+        if self.delivery_refusal() is None:
+            return self.delivered_message()
+        session = self.pop3.logged_in()
+        numbers = session.message_numbers()
+        if not numbers:
+            raise NotApplicable(messages.core("mailbox-empty", why=self.delivery_refusal()))
+        return FoundMessage(session, numbers[-1], None)
+
+    def clean_up(self) -> None:
+        """Delete the probe messages this check got accepted (best effort).
+
+        Messages already seen in the mailbox are looked for once (the check may have deleted them);
+        the others are waited for, up to ``delivery_wait``, since delivery may lag the 250."""
+        if not self.delivered:
+            return
+        self.run.close()
+        transcript = self.run.transcript("cleanup")
+        pending = {message.token for message in self.delivered}
+        try:
+            self.pop3.credentials()
+            for _ in looks(self.target.delivery_wait if self.unseen else 0):
+                if self.run.target_run.failure("delivery") is not None:
+                    break
+                session = self.pop3.logged_in()
+                for token in list(pending):
+                    number = self.locate(session, token)
+                    if (number is not None and session.dele(number).ok) or token not in self.unseen:
+                        pending.discard(token)
+                session.finish()
+                if not pending:
+                    break
+        except Exception as error:  # cleanup must never change the check's verdict
+            transcript.note(f"removing probe messages failed: {error}")
+        finally:
+            self.run.close()
+        if pending:
+            transcript.note(f"probe message(s) left in the mailbox: {', '.join(sorted(pending))}")

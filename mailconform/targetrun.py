@@ -1,0 +1,109 @@
+"""One target's run: everything a pytest run learns about one target, shared by all its checks.
+
+All checks of a target run in one process, one after the other (under ``-n``, on one worker), so
+this object holds for the whole run: what is down and which check found it, the DNS answers, the
+one TLS context, the connection budget, and the observations (:mod:`mailconform.observations`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Callable
+
+from mailconform import observations
+from mailconform.targets import Target
+from mailconform.wire import Transcript, WireError
+from mailconform.wire.budget import ConnectionBudget
+from mailconform.wire.tls import client_context
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why something is unusable for the rest of the run."""
+
+    cause: str                      # the check that judges it (``id`` or ``id@service``)
+    reason: str
+    error: WireError | None = None  # replayed instead of reconnecting
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An observation's value (or the error that stopped it) and the transcript that made it."""
+
+    value: object
+    error: Exception | None
+    transcript: Transcript
+
+
+class TargetRun:
+    """The run scope of one target.  Failures are keyed by service name ("smtp", "pop3s"…) or by
+    "pop3-login", "delivery" (a probe accepted but never stored) and "retry" (a retry met a
+    refusal again)."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.failures: dict[str, Failure] = {}
+        self.dns_answers: dict = {}
+        self.budget = ConnectionBudget(target.max_connections, target.connections_per_second)
+        self._observed: dict[tuple, Observed] = {}
+        self._tls_context: ssl.SSLContext | None = None
+
+    # ------------------------------------------------------------------ health
+
+    def failure(self, key: str) -> Failure | None:
+        return self.failures.get(key)
+
+    def record(self, key: str, failure: Failure) -> None:
+        self.failures.setdefault(key, failure)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The target's one client TLS context (trust anchor, verification) for the whole run."""
+        if self._tls_context is None:
+            self._tls_context = client_context(self.target.tls)
+        return self._tls_context
+
+    # ------------------------------------------------------------------ observations
+
+    def observe(self, key: tuple, title: str, make: Callable[[Transcript], object]) -> Observed:
+        """The observation ``key``, made by ``make(transcript)`` on first use and kept for the run,
+        or the wire error that stopped it (replayed to every later reader, never retried)."""
+        if key not in self._observed:
+            transcript = Transcript(f"{title} (observed once in this run)")
+            try:
+                observed = Observed(make(transcript), None, transcript)
+            except WireError as error:
+                observed = Observed(None, error.with_traceback(None), transcript)
+            self._observed[key] = observed
+        return self._observed[key]
+
+    def forget_temporary(self) -> None:
+        """Before a retry: forget observations in which the server said "not now" (421)."""
+        for key, observed in list(self._observed.items()):
+            replies = (getattr(observed.value, name, None) for name in ("greeting", "ehlo"))
+            if any(getattr(reply, "code", None) == 421 for reply in replies):
+                del self._observed[key]
+
+    def smtp_hello(self, service: str, tls: bool = False) -> Observed:
+        """Greeting and EHLO of ``service`` (after STARTTLS when ``tls``)."""
+        return self.observe(("smtp-hello", service, tls), f"{service} greeting and EHLO" + _inside(tls),
+                            lambda t: observations.smtp_hello(self, t, service, tls))
+
+    def pop3_hello(self, service: str, tls: bool = False) -> Observed:
+        """Greeting and CAPA of ``service`` (after STLS when ``tls``)."""
+        return self.observe(("pop3-hello", service, tls), f"{service} greeting and CAPA" + _inside(tls),
+                            lambda t: observations.pop3_hello(self, t, service, tls))
+
+    def imap_hello(self, service: str, tls: bool = False) -> Observed:
+        """Greeting and CAPABILITY of ``service`` (after STARTTLS when ``tls``)."""
+        return self.observe(("imap-hello", service, tls), f"{service} greeting and CAPABILITY" + _inside(tls),
+                            lambda t: observations.imap_hello(self, t, service, tls))
+
+    def handshake(self, service: str) -> Observed:
+        """The TLS handshake of ``service``."""
+        return self.observe(("handshake", service), f"{service} TLS handshake",
+                            lambda t: observations.handshake(self, t, service))
+
+
+def _inside(tls: bool) -> str:
+    return " inside TLS" if tls else ""

@@ -1,0 +1,1 @@
+"""The conformance checks, one subpackage per protocol; installed as ``mailconform.suites``."""

@@ -1,0 +1,1 @@
+"""DNS checks: the MX step."""
