@@ -96,8 +96,6 @@ def pytest_configure(config: pytest.Config) -> None:
         state.targets = resolve_targets(option.target, targets_file)
     except TargetsError as error:
         raise pytest.UsageError(str(error)) from None
-    if state.targets and getattr(option, "dist", "no") == "load":
-        option.dist = "loadgroup"  # every check of one target on one worker: see _place_on_one_worker
 
 
 def _split(values: list[str]) -> list[str]:
@@ -147,17 +145,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     info = check_info(metafunc.function)
     if info is None:
         return
+    state = metafunc.config.stash[STATE]
+    if state.targets:  # else: reported as a usage error once collection is over
+        if TARGET_PARAM not in metafunc.fixturenames:
+            metafunc.fixturenames.append(TARGET_PARAM)
+        names = [t.name for t in state.targets]
+        # First, so the target opens every test ID: scheduling.TargetScheduling relies on it.
+        metafunc.parametrize(TARGET_PARAM, names, ids=names, indirect=True)
     if info.variants:
         metafunc.parametrize("variant", list(info.variants), ids=list(info.variants), indirect=True)
     if info.endpoints:
         metafunc.parametrize("endpoint", list(info.endpoints), ids=list(info.endpoints))
-    state = metafunc.config.stash[STATE]
-    if not state.targets:
-        return  # reported as a usage error once collection is over
-    if TARGET_PARAM not in metafunc.fixturenames:
-        metafunc.fixturenames.append(TARGET_PARAM)
-    names = [t.name for t in state.targets]
-    metafunc.parametrize(TARGET_PARAM, names, ids=names, indirect=True)
 
 
 def _known_names(state: RunState) -> str:
@@ -168,7 +166,7 @@ def _known_names(state: RunState) -> str:
     return f"known in {state.targets_file.name}: {', '.join(names) or 'none'}"
 
 
-@pytest.hookimpl(tryfirst=True)  # before -k (keywords) and xdist (groups) read the items
+@pytest.hookimpl(tryfirst=True)  # before -k reads the keywords
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
     if config.option.list_checks:
@@ -192,7 +190,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         checks.append(item)
         item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step})
-        _place_on_one_worker(item, state)
         if config.pluginmanager.hasplugin("allure_pytest"):
             _add_allure_labels(item, info)
     if deselected:
@@ -202,14 +199,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {id(item): place for place, item in enumerate(checks)}
     checks.sort(key=lambda item: (names.index(_target_name(item)), _info(item).order, order[id(item)]))
     items[:] = plain + checks
-
-
-def _place_on_one_worker(item: pytest.Item, state: RunState) -> None:
-    """Under ``-n`` (pytest-xdist, ``--dist loadgroup``), every check of one target goes to the
-    same worker, in the order above: the target run's observations hold for all of them, and the
-    target never sees more than its connection budget."""
-    index = [t.name for t in state.targets].index(_target_name(item))
-    item.add_marker(pytest.mark.xdist_group(f"target{index}"))
 
 
 _ALLURE_SEVERITY = {"critical": "blocker", "high": "critical", "medium": "normal", "low": "minor", "info": "trivial"}
@@ -225,6 +214,19 @@ def _add_allure_labels(item: pytest.Item, info: CheckInfo) -> None:
     item.add_marker(allure.label("target", _target_name(item)))
     item.add_marker(allure.label("check", _row_id(item, info)))
     item.add_marker(allure.link(info.rfc_url, link_type="rfc", name=info.rfc_label))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run with -p no:xdist has no such hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under ``-n``, every check of one target runs on one worker, in order (see scheduling.py):
+    the target run's observations hold for all of them and the target never sees more than its
+    connection budget."""
+    targets = config.stash[STATE].targets
+    if not targets:
+        return None
+    from mailconform.scheduling import TargetScheduling
+
+    return TargetScheduling(config, log, [t.name for t in targets])
 
 
 def _info(item: pytest.Item) -> CheckInfo | None:

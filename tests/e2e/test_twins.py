@@ -35,6 +35,7 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "greeting-421-once": set(),         # the one retry gets through: see test_a_passing_421_is_retried_once
     "ehlo-502": {"smtp.session.ehlo"},
     "ehlo-421": set(),                  # inconclusive: see test_silent_and_421_are_inconclusive
+    "ehlo-legacy-auth": set(),          # a warning: see test_the_legacy_auth_line_is_a_warning
     "helo-multiline": {"smtp.session.helo"},
     "mail-550": {"smtp.session.mail-from"},
     "rcpt-550": {"smtp.session.rcpt-to"},
@@ -178,6 +179,13 @@ def test_a_passing_421_is_retried_once(twin_run):
     attachments = "".join(p.read_text() for p in (twin_run.reports / "allure").glob("*-attachment.txt"))
     assert "the greeting was 421 4.3.2 service shutting down" in attachments
     assert "retrying once in" in attachments
+
+
+def test_the_legacy_auth_line_is_a_warning(twin_run):
+    outcomes = twin_run.outcomes("ehlo-legacy-auth")
+    assert outcomes["smtp.session.ehlo"] == "warn"
+    assert "broken_sasl_auth_clients" in twin_run.message("ehlo-legacy-auth", "smtp.session.ehlo")
+    assert {check for check, outcome in outcomes.items() if outcome != "pass"} == {"smtp.session.ehlo"}
 
 
 def test_unknown_command_502_is_a_warning(twin_run):
