@@ -1,0 +1,118 @@
+"""The check model through pytester: finding checks by ID, listing them, variants and endpoints as
+rows, declared order, messages in two languages, TLS failures as the check's call."""
+
+import json
+
+import pytest
+
+from test_plugin import a_check, allure_results, lab, run, verdicts, write_checks  # noqa: F401 (lab: a fixture)
+
+
+def test_k_selects_a_check_by_its_id_and_a_step_by_its_name(lab):
+    write_checks(lab, a_check("smtp.demo.quit"), a_check("smtp.demo.quiet"), a_check("dns.demo.mx", step="A1.mx"))
+    by_id = run(lab, "--target", "lab", "-k", "smtp.demo.quit", "-q", "--collect-only")
+    assert [line for line in by_id.stdout.lines if "::" in line] == ["test_checks.py::test_quit[lab]"]
+    by_step = run(lab, "--target", "lab", "-k", "A1.mx", "-q", "--collect-only")
+    assert [line for line in by_step.stdout.lines if "::" in line] == ["test_checks.py::test_mx[lab]"]
+
+
+def test_step_takes_a_whole_activity(lab):
+    write_checks(lab, a_check("dns.demo.mx", step="A1.mx"), a_check("smtp.demo.hello"),
+                 a_check("pop3.demo.stls", step="A3.stls"))
+    result = run(lab, "--target", "lab", "--step", "A1", "-q", "--collect-only")
+    assert sorted(line for line in result.stdout.lines if "::" in line) == [
+        "test_checks.py::test_hello[lab]", "test_checks.py::test_mx[lab]"]
+
+
+@pytest.mark.parametrize("lang, title", [("en", "NOOP gets 250"), ("es", "NOOP recibe 250")])
+def test_list_checks_prints_id_step_level_rfc_and_title_in_the_language(pytester, lang, title):
+    write_checks(pytester, a_check("smtp.session.noop", step="A1.smtp-session", rfc="5321#4.1.1.9"),
+                 a_check("smtp.relay.demo", extra=', variants={"percent-hack": 1, "bang-path": 2}'.replace(
+                     "1", '"a"').replace("2", '"b"'), args="target, variant"))
+    result = run(pytester, "--list-checks", "--lang", lang)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"smtp.session.noop *A1.smtp-session*MUST*RFC 5321 §4.1.1.9*{title}*",
+                                 "smtp.relay.demo?percent-hack? *A1.smtp-session*",
+                                 "smtp.relay.demo?bang-path? *A1.smtp-session*"])
+    assert "passed" not in result.stdout.str()  # nothing ran
+
+
+ROWS = (
+    a_check("smtp.demo.relay", 'expect(variant != "b", "variant {name} was relayed", name=variant)',
+            args="target, variant", extra=', variants={"percent-hack": "a", "bang-path": "b"}'),
+    a_check("tls.demo.cert", "pass", step="A2.smtp-tls", args="target, endpoint", extra=', endpoints=("smtps", "pop3s")'),
+)
+
+
+def test_variants_and_endpoints_make_one_row_each_in_json_and_allure(lab):
+    write_checks(lab, *ROWS)
+    run(lab, "--target", "lab", "--results-json", "results.json", "--alluredir", "allure", subprocess=True)
+    results = verdicts(lab.path / "results.json")
+    assert {row: r["outcome"] for row, r in results.items()} == {
+        "smtp.demo.relay[percent-hack]": "pass", "smtp.demo.relay[bang-path]": "fail",
+        "tls.demo.cert@smtps": "pass", "tls.demo.cert@pop3s": "pass"}
+    assert results["smtp.demo.relay[bang-path]"]["variant"] == "bang-path"
+    assert results["smtp.demo.relay[bang-path]"]["id"] == "smtp.demo.relay"
+    assert "variant b was relayed" in results["smtp.demo.relay[bang-path]"]["message"]
+    assert results["tls.demo.cert@pop3s"]["endpoint"] == "pop3s"
+    assert set(allure_results(lab.path / "allure")) == set(results)
+
+
+def test_a_check_with_variants_must_take_the_variant(lab):
+    write_checks(lab, a_check("smtp.demo.relay", extra=', variants={"x": 1}'))
+    result = run(lab, "--target", "lab")
+    result.stdout.fnmatch_lines(["*a check with variants takes a 'variant' argument*"])
+
+
+def test_declared_order_runs_a_check_after_the_others_of_its_target(lab):
+    write_checks(lab, a_check("smtp.demo.first", extra=", order=LAST"), a_check("smtp.demo.second"),
+                 a_check("smtp.demo.third"))
+    result = run(lab, "--target", "lab,twin", "-q", "--collect-only")
+    assert [line for line in result.stdout.lines if "::" in line] == [
+        "test_checks.py::test_second[lab]", "test_checks.py::test_third[lab]", "test_checks.py::test_first[lab]",
+        "test_checks.py::test_second[twin]", "test_checks.py::test_third[twin]", "test_checks.py::test_first[twin]"]
+
+
+def test_a_tolerated_reply_is_a_warning_with_its_own_message(lab):
+    body = ('from mailconform.wire.smtp import SmtpReply\n'
+            '    expect(SmtpReply(502, ("not implemented",))).code(500, tolerated={502: "got {reply}, 500 is better"})')
+    write_checks(lab, a_check("smtp.demo.tolerant", body))
+    run(lab, "--target", "lab", "--results-json", "r.json")
+    result = verdicts(lab.path / "r.json")["smtp.demo.tolerant"]
+    assert (result["outcome"], result["message"]) == ("warn", "got 502 not implemented, 500 is better")
+
+
+def test_a_failed_expectation_carries_expected_and_actual(lab):
+    body = ('from mailconform.wire.smtp import SmtpReply\n'
+            '    expect(SmtpReply(554, ("no",))).code(250, 251)')
+    write_checks(lab, a_check("smtp.demo.codes", body))
+    run(lab, "--target", "lab", "--results-json", "r.json")
+    message = verdicts(lab.path / "r.json")["smtp.demo.codes"]["message"]
+    assert "Expected: 250 or 251" in message and "Actual:   554 no" in message
+
+
+@pytest.mark.parametrize("finding, outcome", [(True, "fail"), (False, "inconclusive")])
+def test_a_failed_handshake_is_a_finding_only_where_the_check_says_so(lab, finding, outcome):
+    body = 'from mailconform.wire import TlsFailed\n    raise TlsFailed("certificate verification failed")'
+    write_checks(lab, a_check("tls.demo.handshake", body, step="A2.smtp-tls", extra=f", tls_failure_is_finding={finding}"))
+    run(lab, "--target", "lab", "--results-json", "r.json")
+    assert verdicts(lab.path / "r.json")["tls.demo.handshake"]["outcome"] == outcome
+
+
+def test_messages_come_in_spanish_with_lang_es(lab):
+    body = ('from mailconform.wire.smtp import SmtpReply\n'
+            '    expect(SmtpReply(500, ("no",))).code(250)')
+    write_checks(lab, a_check("smtp.session.noop", body, rfc="5321#4.1.1.9"))
+    result = run(lab, "--target", "lab", "--lang", "es", "--results-json", "r.json")
+    message = verdicts(lab.path / "r.json")["smtp.session.noop"]["message"]
+    assert "Esperado: 250" in message and "Obtenido:" in message
+    result.stdout.fnmatch_lines(["smtp.session.noop (A1.smtp-session): NOOP recibe 250*", "Solución: *"])
+
+
+def test_a_verdict_reached_in_a_fixture_keeps_its_allure_title_and_verdict(lab):
+    write_checks(lab, a_check("smtp.demo.absent", args="target, intrusive_recipient"))
+    run(lab, "--target", "twin", "--alluredir", "allure", subprocess=True)
+    result = allure_results(lab.path / "allure")["smtp.demo.absent"]
+    assert result["name"].startswith("smtp.demo.absent: ")
+    assert "not_applicable" in result["description"]
+    assert json.dumps(result["parameters"])  # still parametrized by the target's name only
