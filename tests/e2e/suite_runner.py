@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +29,19 @@ class SuiteRun:
 
     def message(self, target: str, check: str) -> str:
         return next(r["message"] for r in self.results if r["target"] == target and r["check"] == check)
+
+
+_ROW = re.compile(r"^([a-z0-9]+\.[a-z0-9.-]+(?:\[[a-z0-9.-]+\])?(?:@[a-z0-9]+)?)\s")
+
+
+@cache
+def listed_checks(step: str = "") -> tuple[str, ...]:
+    """The rows the suites declare (``pytest --list-checks``), of one lab step or activity if given:
+    what the self-tests expect comes from collection, never from a hand-kept list."""
+    command = [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "--list-checks"]
+    done = subprocess.run(command + (["--step", step] if step else []), cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return tuple(match.group(1) for match in map(_ROW.match, done.stdout.splitlines()) if match)
 
 
 def run_suite(reports: Path, targets: list[str], targets_file: Path | None = None, *args: str,

@@ -12,18 +12,10 @@ import socket
 import pytest
 
 from fixtures.twins import MAIL_FAULTS, Blackhole, DnsTwin, MailTwin
-from suite_runner import everything_written, run_suite
+from suite_runner import everything_written, listed_checks, run_suite
 
 PASSWORD = "twin-s3cret-pw-7781"
-A1_CHECKS = {
-    "smtp.session.greeting", "smtp.session.ehlo", "smtp.session.helo", "smtp.session.mail-from",
-    "smtp.session.rcpt-to", "smtp.session.data", "smtp.session.end-of-data", "smtp.session.quit",
-    "smtp.session.rcpt-before-mail", "smtp.session.unknown-command", "smtp.session.rset", "smtp.session.noop",
-    "dns.mx.records", "dns.mx.host-resolves", "dns.mx.answers-smtp",
-    "pop3.session.greeting", "pop3.session.login", "pop3.session.stat", "pop3.session.list",
-    "pop3.session.retr", "pop3.session.dele-rset", "pop3.session.dele-quit", "pop3.session.unknown-command",
-    "pop3.session.bad-password",
-}
+A1_CHECKS = set(listed_checks("A1"))
 
 #: fault → the checks that must fail on a twin with that fault (and no other check may fail).
 EXPECTED_FAILURES: dict[str, set[str]] = {
