@@ -88,46 +88,37 @@ def _secure(run: TargetRun, session, service: str) -> None:
         raise TlsFailed(f"the server refused to start TLS: {reply}")
 
 
-def smtp_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> SmtpHello:
-    """Greeting + EHLO (after STARTTLS when ``tls``)."""
+def _hello(run: TargetRun, transcript: Transcript, service: str, tls: bool, greeted, ask):
+    """Open, read the greeting and, when it is positive, secure (if ``tls``) and ``ask(session)``.
+    Returns (session, the answer or None); the session is finished either way."""
     session = _open(run, service, transcript)
     try:
-        ehlo = None
-        if session.greeting.code == 220:
+        answer = None
+        if greeted(session.greeting):
             if tls:
                 _secure(run, session, service)
-            ehlo = session.ehlo()
-        return SmtpHello(session.greeting, ehlo, dict(session.extensions))
+            answer = ask(session)
+        return session, answer
     finally:
         session.finish()
+
+
+def smtp_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> SmtpHello:
+    """Greeting + EHLO (after STARTTLS when ``tls``)."""
+    session, ehlo = _hello(run, transcript, service, tls, lambda g: g.code == 220, SmtpSession.ehlo)
+    return SmtpHello(session.greeting, ehlo, dict(session.extensions))
 
 
 def pop3_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> Pop3Hello:
     """Greeting + CAPA (after STLS when ``tls``)."""
-    session = _open(run, service, transcript)
-    try:
-        capa = None
-        if session.greeting.ok:
-            if tls:
-                _secure(run, session, service)
-            capa = session.capa()
-        return Pop3Hello(session.greeting, capa, dict(session.capabilities or {}))
-    finally:
-        session.finish()
+    session, capa = _hello(run, transcript, service, tls, lambda g: g.ok, Pop3Session.capa)
+    return Pop3Hello(session.greeting, capa, dict(session.capabilities or {}))
 
 
 def imap_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> ImapHello:
     """Greeting + CAPABILITY (after STARTTLS when ``tls``)."""
-    session = _open(run, service, transcript)
-    try:
-        capability = None
-        if session.greeting.ok:
-            if tls:
-                _secure(run, session, service)
-            capability = session.capability()
-        return ImapHello(session.greeting, capability, frozenset(session.capabilities))
-    finally:
-        session.finish()
+    session, capability = _hello(run, transcript, service, tls, lambda g: g.ok, ImapSession.capability)
+    return ImapHello(session.greeting, capability, frozenset(session.capabilities))
 
 
 def handshake(run: TargetRun, transcript: Transcript, service: str) -> Handshake:

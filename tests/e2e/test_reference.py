@@ -23,6 +23,11 @@ def test_every_a1_check_passes_on_the_reference(reference_run):
     assert reference_run.returncode == 0
 
 
+def test_workers_give_the_reference_the_same_verdicts(reference_run, tmp_path_factory):
+    parallel = run_suite(tmp_path_factory.mktemp("reference-n"), ["reference"], None, "-n", "4")
+    assert parallel.outcomes("reference") == reference_run.outcomes("reference"), parallel.output[-3000:]
+
+
 def test_the_reference_password_is_never_written(reference_run):
     written = everything_written(reference_run)
     assert "alice-pw" not in written
@@ -97,3 +102,21 @@ def test_url_targets_need_no_file(a_message_for_alice, tmp_path, monkeypatch):
     assert run.checks_with(pop3s_url, "pass") == pop3_passes, run.outcomes(pop3s_url)
     assert set(run.outcomes(pop3s_url).values()) == {"pass", "not_applicable"}
     assert REFERENCE.account.password not in everything_written(run)
+
+
+def test_observations_before_and_after_tls_on_the_reference(reference_server):
+    """The observations the TLS, STARTTLS, STLS and IMAP checks read, made on real Postfix and Dovecot."""
+    from mailconform.targetrun import TargetRun
+
+    run = TargetRun(REFERENCE)
+    before, after = run.smtp_hello("submission").value, run.smtp_hello("submission", tls=True).value
+    assert "STARTTLS" in before.extensions and "STARTTLS" not in after.extensions
+    assert "AUTH" in after.extensions  # smtpd_tls_auth_only: AUTH only inside TLS
+    capa_before, capa_after = run.pop3_hello("pop3").value, run.pop3_hello("pop3", tls=True).value
+    assert "STLS" in capa_before.capabilities and "STLS" not in capa_after.capabilities
+    imap_before, imap_after = run.imap_hello("imap").value, run.imap_hello("imap", tls=True).value
+    assert "LOGINDISABLED" in imap_before.capabilities and "STARTTLS" not in imap_after.capabilities
+    handshake = run.handshake("smtps").value
+    assert handshake.version in ("TLSv1.2", "TLSv1.3") and handshake.certificate
+    assert run.handshake("smtps") is run.handshake("smtps")  # made once
+    assert run.budget.opened == 7 and run.budget.open == 0

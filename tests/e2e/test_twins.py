@@ -7,6 +7,7 @@ suite runs against all of them in one pytest process, as a grader runs it agains
 from __future__ import annotations
 
 import base64
+import re
 import socket
 
 import pytest
@@ -77,7 +78,7 @@ def _closed_port() -> int:
 def _target_table(name: str, smtp_port: int, pop3_port: int, domain: str | None, dns_port: int) -> str:
     domain_line = f'domain = "{domain}"\ndns = "127.0.0.1:{dns_port}"\n' if domain else ""
     return (f'[targets.{name}]\nhost = "127.0.0.1"\n{domain_line}intrusive = true\nallow_cleartext_auth = true\n'
-            f'timeout = {TIMEOUT}\ndelivery_wait = 1\n'
+            f'timeout = {TIMEOUT}\ndelivery_wait = 1\nconnections_per_second = 1000\n'  # no pacing: our own twins
             f'[targets.{name}.services]\nsmtp = {smtp_port}\npop3 = {pop3_port}\n'
             f'[targets.{name}.account]\nuser = "alice"\npassword = "{PASSWORD}"\naddress = "alice@twin.test"\n')
 
@@ -186,6 +187,8 @@ def test_unknown_command_502_is_a_warning(twin_run):
 
 def test_a_lost_message_fails_once_and_blocks_the_other_delivery_checks(twin_run):
     outcomes = twin_run.outcomes("lose-message")
+    looks = re.search(r"looked at (\d+) time", twin_run.message("lose-message", "pop3.session.list"))
+    assert looks and 1 <= int(looks.group(1)) <= 4  # delivery_wait = 1: backed-off looks, each one login
     assert {outcomes[c] for c in ("pop3.session.retr", "pop3.session.dele-rset", "pop3.session.dele-quit")} == {"blocked"}
 
 
@@ -217,3 +220,16 @@ def test_a_dead_host_costs_one_connect_timeout_per_service(tmp_path):
     attempts = {name: attachments.count(f"connecting to 127.0.0.1:{hole.port}")
                 for name, hole in (("smtp", smtp), ("pop3", pop3), ("pop3s", pop3s))}
     assert attempts == {"smtp": 1, "pop3": 1, "pop3s": 1}  # pop3s: the login's fallback when 110 is down
+
+
+def test_a_failing_check_reads_in_spanish_with_lang_es(tmp_path):
+    """The lab is taught in Spanish: title, message, Expected/Actual and the fix of a failed A1 check."""
+    with MailTwin({"noop-500"}, accounts={"alice": PASSWORD}) as twin:
+        targets_file = tmp_path / "targets.toml"
+        targets_file.write_text(_target_table("noop", twin.smtp_port, twin.pop3_port, None, 1))
+        run = run_suite(tmp_path / "reports", ["noop"], targets_file, "--lang", "es", "-k", "smtp.session.noop")
+    assert run.outcomes("noop") == {"smtp.session.noop": "fail"}, run.output[-3000:]
+    message = run.message("noop", "smtp.session.noop")
+    assert "Esperado: 250" in message and "Obtenido: " in message and "500" in message
+    assert "smtp.session.noop (A1.smtp-session): NOOP recibe 250" in run.output
+    assert "Solución: " in run.output

@@ -116,3 +116,46 @@ def test_a_verdict_reached_in_a_fixture_keeps_its_allure_title_and_verdict(lab):
     assert result["name"].startswith("smtp.demo.absent: ")
     assert "not_applicable" in result["description"]
     assert json.dumps(result["parameters"])  # still parametrized by the target's name only
+
+
+# --------------------------------------------------------------------------- set-up mistakes
+
+SETUP_MISTAKES = f"""
+[targets.env]
+host = "127.0.0.1"
+[targets.env.services]
+smtp = 1
+[targets.env.account]
+user = "alice"
+password_env = "MAILCONFORM_TEST_UNSET_VARIABLE"
+
+[targets.ca]
+host = "127.0.0.1"
+[targets.ca.services]
+smtp = 1
+[targets.ca.tls]
+ca_file = "no-such-ca.pem"
+"""
+
+
+@pytest.mark.parametrize("target, message", [
+    ("env", "*targets.env.account.password_env: the environment variable MAILCONFORM_TEST_UNSET_VARIABLE is not set*"),
+    ("ca", "*targets.ca.tls.ca_file: *no-such-ca.pem does not exist*"),
+    ("pop3s://alice@127.0.0.1", "*MAILCONFORM_PASSWORD is not set*"),
+])
+def test_a_set_up_mistake_is_a_usage_error_before_any_connection(pytester, monkeypatch, target, message):
+    monkeypatch.delenv("MAILCONFORM_PASSWORD", raising=False)
+    monkeypatch.delenv("MAILCONFORM_TEST_UNSET_VARIABLE", raising=False)
+    pytester.makefile(".toml", targets=SETUP_MISTAKES)
+    write_checks(pytester, a_check("smtp.demo.ok"))
+    result = run(pytester, "--target", target)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_a_password_in_a_url_is_refused_and_never_printed(pytester):
+    write_checks(pytester, a_check("smtp.demo.ok"))
+    result = run(pytester, "--target", "pop3://alice:Sup3rSecret@127.0.0.1", subprocess=True)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*never put a password in a URL*"])
+    assert "Sup3rSecret" not in result.stdout.str() + result.stderr.str()
