@@ -12,7 +12,8 @@ reasons:
   directory and finds nothing.
 
 So once the plugins are loaded and the command line can be read whole (``pytest_load_initial_conftests``),
-this plugin decides the setup again for runs that name a ``--target`` (any other run is left alone):
+this plugin decides the setup again for runs that name a ``--target`` or ask for ``--list-checks``
+(any other run is left alone):
 
 * test paths on the command line: the rootdir and ini file are decided again from those paths alone,
   which changes nothing unless an option's value had been taken for a path;
@@ -77,7 +78,8 @@ def _same(a: Path | None, b: Path | None) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     config = early_config
-    if not getattr(config.known_args_namespace, "target", None):
+    wanted = config.known_args_namespace
+    if not (getattr(wanted, "target", None) or getattr(wanted, "list_checks", False)):
         return  # not a mailconform run: plain pytest, untouched
     problem = internals_problem(config)
     if problem is not None:

@@ -128,14 +128,17 @@ def _list_checks(config: pytest.Config, session: pytest.Session) -> int:
     writer = config.get_terminal_writer()
     infos = {info.id: info for info in map(_info, session.items) if info is not None}
     steps = config.stash[STATE].steps
-    rows = [(row, info.step, info.level, info.rfc_label, info.title)
-            for info in infos.values() if not steps or info.step in steps for row in info.row_ids()]
+    listed = [info for info in infos.values() if not steps or info.step in steps]
+    rows = [(row, info.step, info.level, info.rfc_label, info.catalogue or "-", info.title)
+            for info in listed for row in info.row_ids()]
     if not rows:
         writer.line("no checks found")
         return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        writer.line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        writer.line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+    covered = {info.catalogue for info in listed if info.catalogue}
+    writer.line(f"{len(listed)} checks, {len(rows)} rows; {len(covered)} rows of the check catalogue covered")
     return 0
 
 

@@ -142,6 +142,14 @@ def test_without_a_target_pytest_is_left_alone(elsewhere):
     assert code == pytest.ExitCode.NO_TESTS_COLLECTED, output
 
 
+def test_list_checks_lists_the_suites_from_anywhere(elsewhere):
+    code, here = pytest_run(REPO, "--list-checks")
+    code_elsewhere, there = pytest_run(elsewhere, "--list-checks")
+    assert code == code_elsewhere == pytest.ExitCode.OK
+    rows = [line for line in here.splitlines() if line.startswith(("smtp.", "pop3.", "dns."))]
+    assert rows and rows == [line for line in there.splitlines() if line.startswith(("smtp.", "pop3.", "dns."))]
+
+
 def test_a_directory_with_tests_of_its_own_is_collected_as_usual(tmp_path, targets_file):
     (tmp_path / "test_own.py").write_text("def test_own():\n    pass\n")
     code, output = pytest_run(tmp_path, "--collect-only", "-q", "--target=lab", "--targets-file", str(targets_file))

@@ -30,6 +30,12 @@ CHECKS = _checks()
 IDS = [info.id for info in CHECKS]
 
 
+def test_every_suite_directory_is_a_package():
+    """So that two protocols may each have a test_tls.py without an "import file mismatch"."""
+    for directory in {path.parent for path in SUITE_FILES}:
+        assert (directory / "__init__.py").is_file(), f"{directory} needs an __init__.py"
+
+
 def test_check_ids_are_unique():
     assert len(IDS) == len(set(IDS)), sorted(i for i in IDS if IDS.count(i) > 1)
 
