@@ -117,7 +117,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_cmdline_main(config: pytest.Config):
     if config.option.list_checks:
-        from _pytest.main import wrap_session
+        from _pytest.main import wrap_session  # how pytest's own --fixtures collects, then prints
 
         return wrap_session(config, _list_checks)
     return None
@@ -332,7 +332,7 @@ def pytest_runtest_setup(item: pytest.Item):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        _raise_as_verdict(item, info, error)
+        _raise_as_verdict(item, error)
     finally:
         current_check.reset(token)
 
@@ -353,7 +353,7 @@ def pytest_runtest_call(item: pytest.Item):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        _raise_as_verdict(item, info, error)
+        _raise_as_verdict(item, error)
     finally:
         current_check.reset(token)
     _conclude(item, None)
@@ -395,21 +395,21 @@ def _retry(item: pytest.Item, refusal: TemporaryRefusal):
         raise
 
 
-def _raise_as_verdict(item: pytest.Item, info: CheckInfo, error: BaseException) -> None:
+def _raise_as_verdict(item: pytest.Item, error: BaseException) -> None:
     """Record what ``error`` means for the check, then raise what pytest should see."""
-    replacement = _conclude(item, error, info)
+    replacement = _conclude(item, error)
     if replacement is not None:
         raise replacement from error  # the chained traceback shows where; secrets there are Secret(***)
     raise error
 
 
-def _conclude(item: pytest.Item, error: BaseException | None, info: CheckInfo | None = None) -> BaseException | None:
+def _conclude(item: pytest.Item, error: BaseException | None) -> BaseException | None:
     """Record the check's outcome; return the exception pytest should see instead, if any."""
     run = item.stash[RUN]
     if error is None:
         outcome, message, replacement = (Outcome.WARN if run.warnings else Outcome.PASS), "; ".join(run.warnings), None
     else:
-        outcome, message, replacement = _classify(error, info or _info(item))
+        outcome, message, replacement = _classify(error, _info(item))
     item.stash[RESULT] = {"outcome": outcome.value, "message": message}
     return replacement
 
