@@ -34,7 +34,7 @@ DEFAULT_DELIVERY_WAIT = 20.0
 DEFAULT_SENDER = "mailconform@example.com"
 #: A student's small server never sees more than this from one run (targets may set their own).
 DEFAULT_MAX_CONNECTIONS = 2
-DEFAULT_CONNECTIONS_PER_SECOND = 10.0
+DEFAULT_CONNECTIONS_PER_SECOND = 20.0
 PASSWORD_ENV_FOR_URLS = "MAILCONFORM_PASSWORD"
 CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
 #: What ``user_env``/``password_env`` must look like: the name of an environment variable.
