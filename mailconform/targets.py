@@ -170,10 +170,10 @@ class _Collector:
             return default
         return value
 
-    def positive(self, table: dict, key: str, path: str, default: float) -> float:
+    def positive(self, table: dict, key: str, path: str, default: float, unit: str = "seconds") -> float:
         value = self.get(table, key, (int, float), path, default)
         if not math.isfinite(value) or value <= 0:
-            self.error(f"{path}.{key}", f"expected a positive number of seconds, got {value!r}")
+            self.error(f"{path}.{key}", f"expected a positive number of {unit}, got {value!r}")
             return default
         return float(value)
 
@@ -303,7 +303,8 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         delivery_wait=c.positive(table, "delivery_wait", path, DEFAULT_DELIVERY_WAIT),
         sender=sender,
         max_connections=_max_connections(c, table, path),
-        connections_per_second=c.positive(table, "connections_per_second", path, DEFAULT_CONNECTIONS_PER_SECOND),
+        connections_per_second=c.positive(table, "connections_per_second", path, DEFAULT_CONNECTIONS_PER_SECOND,
+                                          "connections per second"),
         services=MappingProxyType(_parse_services(c, table.get("services", {}), host, f"{path}.services")),
         tls=_parse_tls(c, table.get("tls", {}), f"{path}.tls", base_dir),
         account=account,

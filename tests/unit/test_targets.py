@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mailconform.targets import (
-    DEFAULT_PORTS, DEFAULT_TIMEOUT, Endpoint, TargetsError, load_targets, parse_targets, resolve_targets,
+    DEFAULT_CONNECTIONS_PER_SECOND, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TIMEOUT, Endpoint, TargetsError, load_targets, parse_targets, resolve_targets,
     target_from_url,
 )
 
@@ -60,6 +60,13 @@ def test_minimal_file_gets_defaults():
     assert target.services == {"smtp": Endpoint("127.0.0.1", 2525)}
     assert (target.timeout, target.intrusive, target.allow_cleartext_auth) == (DEFAULT_TIMEOUT, False, False)
     assert (target.account, target.dns, target.tls.ca_file, target.tls.verify) == (None, None, None, True)
+    assert (target.max_connections, target.connections_per_second) == (DEFAULT_MAX_CONNECTIONS,
+                                                                       DEFAULT_CONNECTIONS_PER_SECOND)
+
+
+def test_a_target_sets_its_own_connection_budget():
+    target = parse(lab("max_connections = 1\nconnections_per_second = 0.5"))["lab"]
+    assert (target.max_connections, target.connections_per_second) == (1, 0.5)
 
 
 def test_service_table_overrides_host_and_defaults_port():
@@ -115,6 +122,10 @@ def test_ca_file_is_relative_to_the_targets_file(tmp_path):
     (lab('timeout = "10"'), "targets.lab.timeout: expected int or float, got '10'"),
     (lab('delivery_wait = 0'), "targets.lab.delivery_wait: expected a positive number of seconds"),
     (lab('intrusive = "yes"'), "targets.lab.intrusive: expected bool, got 'yes'"),
+    (lab('max_connections = 0'), "targets.lab.max_connections: expected at least 1 connection, got 0"),
+    (lab('max_connections = 1.5'), "targets.lab.max_connections: expected int, got 1.5"),
+    (lab('connections_per_second = 0'),
+     "targets.lab.connections_per_second: expected a positive number of connections per second, got 0"),
     ('[targets.lab]\nhost = "127.0.0.1"\nservices = 25', "targets.lab.services: expected a table of services"),
     ('targets = 1', "targets: expected tables like [targets.NAME]"),
     ('[targets]\nlab = 1', "targets.lab: expected a table"),
