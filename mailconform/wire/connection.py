@@ -213,6 +213,11 @@ class Connection:
         self.close()
         return TlsFailed(message)
 
+    def ended(self) -> None:
+        """The protocol session is over (QUIT accepted) and the server closes: give the budget's
+        slot back now; the socket stays readable until closed (a check may wait for the close)."""
+        self._release()
+
     def _mark_closed(self, why: str) -> None:
         if not self.closed:
             self.transcript.note(why)

@@ -107,6 +107,9 @@ class Pop3Session(MailboxCommands, Session):
             self.capabilities = None
         return reply
 
+    def accepts_quit(self, reply: Pop3Reply) -> bool:
+        return reply.ok
+
     def user(self, name: str) -> Pop3Reply:
         return self.command(f"USER {name}")
 

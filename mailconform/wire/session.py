@@ -64,4 +64,11 @@ class MailboxCommands:
         return self.command("RSET")
 
     def quit(self):
-        return self.command("QUIT")
+        """QUIT; once it is accepted the server closes, so the connection's budget slot is free again."""
+        reply = self.command("QUIT")
+        if self.accepts_quit(reply):
+            self.connection.ended()
+        return reply
+
+    def accepts_quit(self, reply) -> bool:
+        raise NotImplementedError

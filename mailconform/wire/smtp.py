@@ -118,6 +118,9 @@ class SmtpSession(MailboxCommands, Session):
         """Send exactly these bytes (for probes that need bare LF, pipelining…)."""
         self.connection.send(data)
 
+    def accepts_quit(self, reply: SmtpReply) -> bool:
+        return reply.code == 221
+
     def ehlo(self, name: str = DEFAULT_EHLO_NAME) -> SmtpReply:
         reply = self.command(f"EHLO {name}")
         self.extensions = parse_ehlo_keywords(reply) if reply.code == 250 else {}

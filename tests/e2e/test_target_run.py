@@ -74,3 +74,12 @@ def test_a_dead_service_costs_one_connection_attempt_under_workers(class_runs):
     attachments = "".join({p.read_text() for p in (parallel.reports / "allure").glob("*-attachment.txt")})
     assert attachments.count(f"connecting to 127.0.0.1:{smtp_port}") == 1
     assert attachments.count(f"connecting to 127.0.0.1:{pop3_port}") == 1
+
+
+def test_every_a1_check_fits_a_budget_of_one_connection(tmp_path):
+    """A session whose QUIT was accepted gives its slot back: no A1 check needs two at once."""
+    with MailTwin(accounts={"alice": PASSWORD}) as twin:
+        targets_file = tmp_path / "targets.toml"
+        targets_file.write_text(_table("tight", twin, max_connections=1))
+        run = run_suite(tmp_path / "reports", ["tight"], targets_file)
+    assert set(run.outcomes("tight").values()) == {"pass", "not_applicable"}, run.output[-3000:]
