@@ -2,57 +2,82 @@
 
 The greeting and EHLO list, the EHLO list after STARTTLS, CAPA before and after STLS, IMAP
 CAPABILITY before and after STARTTLS, and each TLS endpoint's handshake.  Each is made on its
-own connection with its own transcript, which every check that reads it shows; a failure to make
-it (a dead service, a timeout) is kept too and replayed, so it costs one connection per run.
+own connection with its own transcript, which every check that reads it shows.
+
+What went wrong is kept where it went wrong: a service that cannot be reached or does not greet
+is the observation's error (replayed, so a dead service costs one connection per run); a
+command after a good greeting that breaks (a closed connection, a malformed reply, a refused or
+failed TLS upgrade) is the ``error`` of a hello whose greeting is still there to judge.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailconform.targets import IMPLICIT_TLS
 from mailconform.wire import (
-    ImapResponse, ImapSession, Pop3Reply, Pop3Session, SmtpReply, SmtpSession, TlsFailed, Transcript,
+    ImapResponse, ImapSession, Pop3Reply, Pop3Session, SmtpReply, SmtpSession, TlsFailed, Transcript, WireError,
 )
 
 if TYPE_CHECKING:
     from mailconform.targetrun import TargetRun
 
-SESSION_CLASSES = {"smtp": SmtpSession, "submission": SmtpSession, "smtps": SmtpSession,
-                   "pop3": Pop3Session, "pop3s": Pop3Session, "imap": ImapSession, "imaps": ImapSession}
+
+class TlsRefused(TlsFailed):
+    """The server answered the STARTTLS/STLS command with a refusal (``reply``): no handshake."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        super().__init__(f"the server refused to start TLS: {reply}")
 
 
 @dataclass(frozen=True)
-class SmtpHello:
-    """The greeting, and the EHLO reply when the greeting was 220 (else None)."""
+class Hello:
+    """A greeting and what one command after it answered.  ``answer`` is None when the greeting was
+    not positive (nothing was asked) or when ``error`` stopped the command."""
+
+    greeting: object
+    answer: object
+    error: WireError | None
+
+    def answered(self):
+        """The answer, or the wire error that stopped the command after the greeting."""
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+@dataclass(frozen=True)
+class SmtpHello(Hello):
+    """The greeting and the EHLO reply."""
 
     greeting: SmtpReply
-    ehlo: SmtpReply | None
-    extensions: dict[str, str]
+    answer: SmtpReply | None
+    extensions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Pop3Hello:
-    """The greeting, and the CAPA reply when the greeting was +OK (else None)."""
+class Pop3Hello(Hello):
+    """The greeting and the CAPA reply."""
 
     greeting: Pop3Reply
-    capa: Pop3Reply | None
-    capabilities: dict[str, str]
+    answer: Pop3Reply | None
+    capabilities: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ImapHello:
-    """The greeting, and the CAPABILITY response when the greeting was OK (else None)."""
+class ImapHello(Hello):
+    """The greeting and the CAPABILITY response."""
 
     greeting: ImapResponse
-    capability: ImapResponse | None
-    capabilities: frozenset[str]
+    answer: ImapResponse | None
+    capabilities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
-class Handshake:
+class HandshakeFacts:
     """What one TLS handshake showed: version, cipher and the server's certificate (DER)."""
 
     version: str
@@ -60,73 +85,88 @@ class Handshake:
     certificate: bytes
 
 
-def _open(run: TargetRun, service: str, transcript: Transcript):
-    """A fresh session for an observation, greeting read, recorded in the observation's transcript."""
-    endpoint = run.target.endpoint(service)
-    implicit = service in IMPLICIT_TLS
-    return SESSION_CLASSES[service].connect(
-        endpoint.host, endpoint.port, timeout=run.target.timeout, transcript=transcript,
-        source=run.target.source, tls=run.tls_context() if implicit else None,
-        server_name=run.target.server_name(endpoint) if implicit else None, budget=run.budget)
+@dataclass(frozen=True)
+class Handshake(Hello):
+    """The greeting and, when it was positive, the handshake's facts (or what stopped it)."""
+
+    answer: HandshakeFacts | None
 
 
-def _secure(run: TargetRun, session, service: str) -> None:
-    """Upgrade a plaintext session to TLS with the protocol's own command (refusal → TlsFailed)."""
+def secure(run: TargetRun, session, service: str) -> None:
+    """Upgrade a plaintext session to TLS with the protocol's own command; a refusal raises
+    :class:`TlsRefused` (its reply says whether it was "not now"), a failed handshake TlsFailed."""
     if service in IMPLICIT_TLS:
         return
-    endpoint = run.target.endpoint(service)
-    context, name = run.tls_context(), run.target.server_name(endpoint)
+    context, name = run.tls_context(), run.target.server_name(run.target.endpoint(service))
     if isinstance(session, SmtpSession):
-        if session.ehlo().code != 250:
-            raise TlsFailed("EHLO was refused, so STARTTLS could not be asked for")
+        ehlo = session.ehlo()
+        if ehlo.code != 250:
+            raise TlsRefused(ehlo)
         reply = session.starttls(context, name)
         accepted = reply.code == 220
     else:
         reply = session.stls(context, name) if isinstance(session, Pop3Session) else session.starttls(context, name)
         accepted = reply.ok
     if not accepted:
-        raise TlsFailed(f"the server refused to start TLS: {reply}")
+        raise TlsRefused(reply)
 
 
 def _hello(run: TargetRun, transcript: Transcript, service: str, tls: bool, greeted, ask):
-    """Open, read the greeting and, when it is positive, secure (if ``tls``) and ``ask(session)``.
-    Returns (session, the answer or None); the session is finished either way."""
-    session = _open(run, service, transcript)
+    """Open and read the greeting (a failure here is raised: the service is down); when the greeting
+    is positive, secure (if ``tls``) and ``ask(session)``, keeping a failure there as the error.
+    Returns (session, answer, error); the session is finished either way."""
+    session = run.connect(service, transcript)
     try:
-        answer = None
+        answer = error = None
         if greeted(session.greeting):
-            if tls:
-                _secure(run, session, service)
-            answer = ask(session)
-        return session, answer
+            try:
+                if tls:
+                    secure(run, session, service)
+                answer = ask(session)
+            except WireError as stopped:
+                error = stopped.with_traceback(None)
+        return session, answer, error
     finally:
         session.finish()
+
+
+def _smtp_greeted(greeting: SmtpReply) -> bool:
+    return greeting.code == 220
+
+
+def _greeted(greeting) -> bool:
+    return greeting.ok
+
+
+GREETED = {SmtpSession: _smtp_greeted, Pop3Session: _greeted, ImapSession: _greeted}
 
 
 def smtp_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> SmtpHello:
     """Greeting + EHLO (after STARTTLS when ``tls``)."""
-    session, ehlo = _hello(run, transcript, service, tls, lambda g: g.code == 220, SmtpSession.ehlo)
-    return SmtpHello(session.greeting, ehlo, dict(session.extensions))
+    session, ehlo, error = _hello(run, transcript, service, tls, _smtp_greeted, SmtpSession.ehlo)
+    return SmtpHello(session.greeting, ehlo, error, dict(session.extensions))
 
 
 def pop3_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> Pop3Hello:
     """Greeting + CAPA (after STLS when ``tls``)."""
-    session, capa = _hello(run, transcript, service, tls, lambda g: g.ok, Pop3Session.capa)
-    return Pop3Hello(session.greeting, capa, dict(session.capabilities or {}))
+    session, capa, error = _hello(run, transcript, service, tls, _greeted, Pop3Session.capa)
+    return Pop3Hello(session.greeting, capa, error, dict(session.capabilities or {}))
 
 
 def imap_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool = False) -> ImapHello:
     """Greeting + CAPABILITY (after STARTTLS when ``tls``)."""
-    session, capability = _hello(run, transcript, service, tls, lambda g: g.ok, ImapSession.capability)
-    return ImapHello(session.greeting, capability, frozenset(session.capabilities))
+    session, capability, error = _hello(run, transcript, service, tls, _greeted, ImapSession.capability)
+    return ImapHello(session.greeting, capability, error, frozenset(session.capabilities))
 
 
 def handshake(run: TargetRun, transcript: Transcript, service: str) -> Handshake:
-    """The TLS handshake of ``service`` (implicit TLS, or the protocol's STARTTLS/STLS)."""
-    session = _open(run, service, transcript)
-    try:
-        _secure(run, session, service)
+    """The TLS handshake of ``service``: implicit TLS, or the protocol's STARTTLS/STLS after a
+    positive greeting (a failed implicit-TLS handshake is the service's error, like a dead port)."""
+    session_class = run.session_class(service)
+
+    def facts(session) -> HandshakeFacts:
         sock: ssl.SSLSocket = session.connection.sock
-        return Handshake(sock.version() or "", sock.cipher()[0], sock.getpeercert(binary_form=True) or b"")
-    finally:
-        session.finish()
+        return HandshakeFacts(sock.version() or "", sock.cipher()[0], sock.getpeercert(binary_form=True) or b"")
+
+    session, answer, error = _hello(run, transcript, service, True, GREETED[session_class], facts)
+    return Handshake(session.greeting, answer, error)

@@ -172,7 +172,11 @@ def _known_names(state: RunState) -> str:
 @pytest.hookimpl(tryfirst=True)  # before -k reads the keywords
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
-    if config.option.list_checks:
+    if config.option.list_checks:  # -k still selects what is listed
+        for item in items:
+            info = _info(item)
+            if info is not None:
+                item.extra_keyword_matches.update({info.id, *info.row_ids(), info.step})
         return
     seen: dict[str, str] = {}
     plain, checks, deselected = [], [], []
@@ -386,6 +390,7 @@ def _retry(item: pytest.Item, refusal: TemporaryRefusal):
         raise refusal
     run.transcript("retry").note(messages.core("retrying", refusal=refusal, pause=f"{RETRY_PAUSE:g}"))
     run.close()
+    run.warnings.clear()  # the first attempt's warnings are not the retry's
     time.sleep(RETRY_PAUSE)
     target_run.forget_temporary()
     try:

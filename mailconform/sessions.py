@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass, field
 
 from mailconform import messages
-from mailconform.observations import Pop3Hello, SmtpHello
+from mailconform.observations import GREETED, Hello, Pop3Hello, SmtpHello, secure
 from mailconform.targetrun import Failure, Observed, TargetRun
-from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
+from mailconform.targets import Endpoint, Target
 from mailconform.verdicts import (
     Blocked, CheckContext, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
 )
@@ -97,65 +97,62 @@ class _ServiceFactory:
             raise NotApplicable(messages.core("no-service", target=self.target.name, service=service))
         return endpoint
 
-    def _hello(self, service: str, observe, greeted) -> object:
-        """The service's greeting observation, or its wire error raised for the check to judge."""
+    def _hello(self, service: str, observe) -> Hello:
+        """The service's greeting observation, or its wire error raised for the check to judge.
+        A greeting that is neither positive nor "not now" marks the service down for the run."""
         self.endpoint(service)
         observed = self.run.shows(observe(service))
         if observed.error is not None:
-            self._record_down(service, observed.error)
+            self._record_down(service, str(observed.error))
             raise observed.error
         greeting = observed.value.greeting
-        if not greeted(greeting) and getattr(greeting, "code", None) != 421:  # 421: "not now", retried
-            self.target_run.record(service, Failure(greeting_check(self.target, service),
-                                                    messages.core("greeting-was", greeting=observed.value.greeting)))
+        if not GREETED[self.target_run.session_class(service)](greeting) and temporary_reason(greeting) is None:
+            self._record_down(service, messages.core("greeting-was", greeting=greeting))
         return observed.value
 
-    def _record_down(self, service: str, error: WireError) -> None:
-        replay = error if isinstance(error, (ConnectFailed, ReplyTimeout, TlsFailed)) else None
-        self.target_run.record(service, Failure(greeting_check(self.target, service), str(error), replay))
+    def _record_down(self, service: str, reason: str) -> None:
+        self.target_run.record(service, Failure(greeting_check(self.target, service), reason))
 
-    def _usable(self, service: str, observe, greeted) -> None:
-        """Blocked (by the greeting check) unless the service greets positively; 421 is "not now"."""
+    def _usable(self, service: str, observe) -> Hello:
+        """The greeting observation of a service that greets positively; else blocked by the
+        greeting check, or "not now" (retried) for a 421 or ``[SYS/TEMP]`` greeting."""
         failure = self.target_run.failure(service)
         if failure is None:
             try:
-                hello = self._hello(service, observe, greeted)
+                hello = self._hello(service, observe)
             except WireError:
-                failure = self.target_run.failure(service)
-            else:
-                if getattr(hello.greeting, "code", None) == 421:
-                    raise TemporaryRefusal(messages.core("greeting-421", greeting=hello.greeting))
-                failure = self.target_run.failure(service)
-        if failure is not None:
-            raise Blocked(failure.cause, failure.reason)
+                hello = None
+            failure = self.target_run.failure(service)
+            if failure is None and hello is not None:
+                temporary = temporary_reason(hello.greeting)
+                if temporary:
+                    raise TemporaryRefusal(temporary)
+                return hello
+        raise Blocked(failure.cause, failure.reason)
 
-    def _open(self, session_class, service: str):
+    def _open(self, service: str):
         """A new connection for this check, greeting read (a failure blocks: the greeting worked before)."""
-        endpoint = self.endpoint(service)
-        transcript = self.run.transcript(f"{service} {endpoint}")
-        implicit = service in IMPLICIT_TLS
+        transcript = self.run.transcript(f"{service} {self.endpoint(service)}")
         try:
-            session = session_class.connect(
-                endpoint.host, endpoint.port, timeout=self.target.timeout, transcript=transcript,
-                source=self.target.source, tls=self.target_run.tls_context() if implicit else None,
-                server_name=self.target.server_name(endpoint) if implicit else None, budget=self.target_run.budget)
+            session = self.target_run.connect(service, transcript)
         except (ConnectFailed, ReplyTimeout, TlsFailed) as error:
-            self._record_down(service, error)
+            self._record_down(service, str(error))
             raise Blocked(greeting_check(self.target, service), str(error)) from None
+        if not GREETED[type(session)](session.greeting):
+            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=session.greeting))
         return self.run.adopt(session)
 
 
 class SmtpFactory(_ServiceFactory):
     """``smtp.hello()`` for checks that judge the greeting or EHLO list; ``smtp.session()`` for the rest."""
 
-    def hello(self, service: str = "smtp", tls: bool = False) -> SmtpHello:
+    def hello(self, service: str = "smtp") -> SmtpHello:
         """The greeting and EHLO reply (observed once per run); a wire error is the caller's to judge."""
-        return self._hello(service, lambda s: self.target_run.smtp_hello(s, tls), lambda g: g.code == 220)
+        return self._hello(service, self.target_run.smtp_hello)
 
     def greeted_hello(self, service: str = "smtp") -> SmtpHello:
         """The greeting observation, blocked by the greeting check unless it was 220."""
-        self._usable(service, self.target_run.smtp_hello, lambda g: g.code == 220)
-        return self.target_run.smtp_hello(service).value
+        return self._usable(service, self.target_run.smtp_hello)
 
     def connect_to(self, endpoint: Endpoint) -> SmtpSession:
         """A connection to another host (an MX), greeting read; failures are the caller's verdict."""
@@ -167,11 +164,12 @@ class SmtpFactory(_ServiceFactory):
     def session(self, service: str = "smtp", hello: bool = True) -> SmtpSession:
         """A greeted session, after EHLO (HELO when EHLO is refused) unless ``hello`` is false."""
         self.greeted_hello(service)
-        session = self._open(SmtpSession, service)
-        if session.greeting.code != 220:
-            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=session.greeting))
+        session = self._open(service)
         if hello:
-            reply = session.ehlo()
+            try:
+                reply = session.ehlo()
+            except WireError as error:
+                raise Blocked("smtp.session.ehlo", str(error)) from None
             if reply.code not in (250, 421):
                 reply = session.helo()
             if reply.code == 421:
@@ -190,18 +188,14 @@ class Pop3Factory(_ServiceFactory):
             raise NotApplicable(messages.core("no-pop3", target=self.target.name))
         return service
 
-    def hello(self, service: str | None = None, tls: bool = False) -> Pop3Hello:
+    def hello(self, service: str | None = None) -> Pop3Hello:
         """The greeting and CAPA (observed once per run); a wire error is the caller's to judge."""
-        return self._hello(service or self.greeting_service(), lambda s: self.target_run.pop3_hello(s, tls),
-                           lambda g: g.ok)
+        return self._hello(service or self.greeting_service(), self.target_run.pop3_hello)
 
     def session(self, service: str | None = None) -> Pop3Session:
         service = service or self.greeting_service()
-        self._usable(service, self.target_run.pop3_hello, lambda g: g.ok)
-        session = self._open(Pop3Session, service)
-        if not session.greeting.ok:
-            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=session.greeting))
-        return session
+        self._usable(service, self.target_run.pop3_hello)
+        return self._open(service)
 
     def credentials(self) -> tuple[str, Secret]:
         """The account's user and password; not applicable without POP3 or usable credentials."""
@@ -215,7 +209,8 @@ class Pop3Factory(_ServiceFactory):
 
     def login_channel(self) -> Pop3Session:
         """A greeted session on which credentials may be sent: inside TLS (STLS on 110, or 995),
-        or in cleartext only when the target sets ``allow_cleartext_auth = true``."""
+        or in cleartext only when the target sets ``allow_cleartext_auth = true``.  An STLS that
+        failed once is not tried again in this run."""
         self.credentials()
         tls_problems: list[str] = []
         down: list[Blocked] = []
@@ -228,12 +223,16 @@ class Pop3Factory(_ServiceFactory):
                 if self.target.allow_cleartext_auth:
                     session.transcript.note("allow_cleartext_auth = true: logging in without TLS")
                     return session
-                try:
-                    if session.stls(self.target_run.tls_context(), self.target.server_name(self.endpoint("pop3"))).ok:
+                stls_failed = self.target_run.failure("pop3-stls")
+                if stls_failed is None:
+                    try:
+                        secure(self.target_run, session, "pop3")
                         return session
-                    tls_problems.append(messages.core("stls-refused"))
-                except TlsFailed as error:
-                    tls_problems.append(messages.core("stls-failed", error=error))
+                    except TlsFailed as error:
+                        self.target_run.record("pop3-stls", Failure(POP3_LOGIN_CHECK, messages.core("stls-failed", error=error)))
+                        stls_failed = self.target_run.failure("pop3-stls")
+                tls_problems.append(stls_failed.reason)
+                session.close()  # its slot goes to the pop3s fallback
         if self.target.endpoint("pop3s"):
             try:
                 return self.session("pop3s")

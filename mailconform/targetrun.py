@@ -12,19 +12,23 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mailconform import observations
-from mailconform.targets import Target
-from mailconform.wire import Transcript, WireError
+from mailconform.targets import IMPLICIT_TLS, Target
+from mailconform.verdicts import temporary_reason
+from mailconform.wire import ImapSession, Pop3Reply, Pop3Session, SmtpReply, SmtpSession, Transcript, WireError
 from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.tls import client_context
+
+
+SESSION_CLASSES = {"smtp": SmtpSession, "submission": SmtpSession, "smtps": SmtpSession,
+                   "pop3": Pop3Session, "pop3s": Pop3Session, "imap": ImapSession, "imaps": ImapSession}
 
 
 @dataclass(frozen=True)
 class Failure:
     """Why something is unusable for the rest of the run."""
 
-    cause: str                      # the check that judges it (``id`` or ``id@service``)
+    cause: str   # the check that judges it (``id`` or ``id@service``)
     reason: str
-    error: WireError | None = None  # replayed instead of reconnecting
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,18 @@ class TargetRun:
     def record(self, key: str, failure: Failure) -> None:
         self.failures.setdefault(key, failure)
 
+    def session_class(self, service: str):
+        return SESSION_CLASSES[service]
+
+    def connect(self, service: str, transcript: Transcript):
+        """A new session to ``service``, greeting read (through TLS for implicit TLS), within the budget."""
+        endpoint = self.target.endpoint(service)
+        implicit = service in IMPLICIT_TLS
+        return SESSION_CLASSES[service].connect(
+            endpoint.host, endpoint.port, timeout=self.target.timeout, transcript=transcript,
+            source=self.target.source, tls=self.tls_context() if implicit else None,
+            server_name=self.target.server_name(endpoint) if implicit else None, budget=self.budget)
+
     def tls_context(self) -> ssl.SSLContext:
         """The target's one client TLS context (trust anchor, verification) for the whole run."""
         if self._tls_context is None:
@@ -78,10 +94,13 @@ class TargetRun:
         return self._observed[key]
 
     def forget_temporary(self) -> None:
-        """Before a retry: forget observations in which the server said "not now" (421)."""
+        """Before a retry: forget observations in which the server said "not now" (a 421, another
+        4xx or ``[SYS/TEMP]`` greeting, a 421 to EHLO, a 4xx refusal of STARTTLS)."""
         for key, observed in list(self._observed.items()):
-            replies = (getattr(observed.value, name, None) for name in ("greeting", "ehlo"))
-            if any(getattr(reply, "code", None) == 421 for reply in replies):
+            value = observed.value
+            replies = (getattr(value, "greeting", None), getattr(value, "answer", None),
+                       getattr(getattr(value, "error", None), "reply", None))
+            if any(isinstance(reply, (SmtpReply, Pop3Reply)) and temporary_reason(reply) for reply in replies):
                 del self._observed[key]
 
     def smtp_hello(self, service: str, tls: bool = False) -> Observed:

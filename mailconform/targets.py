@@ -349,19 +349,28 @@ def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, T
 
 # --------------------------------------------------------------------------- URL targets
 
+_URL_START = re.compile(r"(?:^|(?<=[,\s]))[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def redact_url(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@host`` in it shown as ``***``.
 
-    Generous on purpose: the user information runs to the *last* ``@`` before the next ``://``, so
-    a password holding ``/``, ``,``, ``#`` or ``@`` (which would cut a real URL short) is hidden whole."""
-    pieces = text.split("://")
-    for i in range(1, len(pieces)):
-        piece = pieces[i]
-        at = piece.rfind("@")
-        colon = piece.find(":", 0, max(at, 0))
+    Generous on purpose: a URL runs to the next one (after a comma or a space) and its user
+    information to its *last* ``@``, so a password holding ``/``, ``,``, ``#``, ``@`` or even
+    ``://`` (which would cut a real URL short) is hidden whole."""
+    matches = list(_URL_START.finditer(text))
+    if not matches:
+        return text
+    ends = [match.start() for match in matches[1:]] + [len(text)]
+    pieces = [text[:matches[0].start()]]
+    for match, end in zip(matches, ends):
+        rest = text[match.end():end]
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, max(at, 0))
         if colon != -1 and at > colon + 1:  # an empty password (user:@host) hides nothing
-            pieces[i] = piece[:colon + 1] + "***" + piece[at:]
-    return "://".join(pieces)
+            rest = rest[:colon + 1] + "***" + rest[at:]
+        pieces.append(match.group() + rest)
+    return "".join(pieces)
 
 
 def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:

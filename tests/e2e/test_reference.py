@@ -116,7 +116,28 @@ def test_observations_before_and_after_tls_on_the_reference(reference_server):
     assert "STLS" in capa_before.capabilities and "STLS" not in capa_after.capabilities
     imap_before, imap_after = run.imap_hello("imap").value, run.imap_hello("imap", tls=True).value
     assert "LOGINDISABLED" in imap_before.capabilities and "STARTTLS" not in imap_after.capabilities
-    handshake = run.handshake("smtps").value
-    assert handshake.version in ("TLSv1.2", "TLSv1.3") and handshake.certificate
+    for service in ("smtps", "submission", "pop3", "imap"):
+        facts = run.handshake(service).value.answered()
+        assert facts.version in ("TLSv1.2", "TLSv1.3") and facts.certificate, service
     assert run.handshake("smtps") is run.handshake("smtps")  # made once
-    assert run.budget.opened == 7 and run.budget.open == 0
+    assert run.budget.opened == 10 and run.budget.open == 0
+
+
+def test_pop3_without_stls_beside_pop3s_logs_in_over_pop3s_within_the_budget(reference_server, tmp_path):
+    """A common student layout: 110 without STLS, 995 with TLS.  STLS is tried once per run, the
+    refused session gives its connection back, and every POP3 check passes over 995."""
+    from fixtures.twins import MailTwin
+
+    with MailTwin() as no_stls:
+        targets_file = tmp_path / "targets.toml"
+        targets_file.write_text(
+            f'[targets.mixed]\nhost = "127.0.10.2"\ndomain = "mailconform.test"\nintrusive = true\n'
+            f'source = "127.0.0.1"\ntimeout = 5\ndelivery_wait = 10\nmax_connections = 2\n'
+            f'[targets.mixed.services]\nsmtp = 25\npop3s = 995\npop3 = {{ host = "127.0.0.1", port = {no_stls.pop3_port} }}\n'
+            f'[targets.mixed.tls]\nca_file = "{REFERENCE.tls.ca_file}"\nserver_name = "{REFERENCE.tls.server_name}"\n'
+            f'[targets.mixed.account]\nuser = "alice"\npassword = "{REFERENCE.account.password}"\n'
+            f'address = "alice@mailconform.test"\n')
+        run = run_suite(tmp_path / "reports", ["mixed"], targets_file, "--step", "A1.pop3-session")
+    assert set(run.outcomes("mixed").values()) == {"pass"}, run.output[-3000:]
+    transcripts = {p.read_text() for p in (run.reports / "allure").glob("*-attachment.txt")}
+    assert sum("C: STLS" in text for text in transcripts) == 1

@@ -28,6 +28,7 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "greeting-421-once": set(),         # the one retry gets through: see test_a_passing_421_is_retried_once
     "ehlo-502": {"smtp.session.ehlo"},
     "ehlo-421": set(),                  # inconclusive: see test_silent_and_421_are_inconclusive
+    "ehlo-closes": {"smtp.session.ehlo"},   # the greeting passes; what needs EHLO is blocked by it
     "ehlo-legacy-auth": set(),          # a warning: see test_the_legacy_auth_line_is_a_warning
     "helo-multiline": {"smtp.session.helo"},
     "mail-550": {"smtp.session.mail-from"},
@@ -192,8 +193,14 @@ def test_nothing_listening_fails_the_greetings_and_blocks_the_rest(twin_run):
 def test_a_passing_421_is_retried_once(twin_run):
     assert set(twin_run.outcomes("greeting-421-once").values()) <= {"pass", "not_applicable"}
     attachments = "".join(p.read_text() for p in twin_run.reports.rglob("*-attachment.txt"))
-    assert "the greeting was 421 4.3.2 service shutting down" in attachments
+    assert "421 4.3.2 service shutting down (421: service not available, closing)" in attachments
     assert "retrying once in" in attachments
+
+
+def test_a_broken_ehlo_is_the_ehlo_checks_failure_not_the_greetings(twin_run):
+    outcomes = twin_run.outcomes("ehlo-closes")
+    assert (outcomes["smtp.session.greeting"], outcomes["smtp.session.helo"]) == ("pass", "pass")
+    assert "blocked by smtp.session.ehlo" in twin_run.message("ehlo-closes", "smtp.session.noop")
 
 
 def test_the_legacy_auth_line_is_a_warning(twin_run):

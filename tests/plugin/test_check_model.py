@@ -159,3 +159,10 @@ def test_a_password_in_a_url_is_refused_and_never_printed(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*never put a password in a URL*"])
     assert "Sup3rSecret" not in result.stdout.str() + result.stderr.str()
+
+
+def test_list_checks_takes_k(pytester):
+    write_checks(pytester, a_check("smtp.demo.quit"), a_check("smtp.demo.noop"))
+    result = run(pytester, "--list-checks", "-k", "smtp.demo.quit")
+    result.stdout.fnmatch_lines(["smtp.demo.quit *"])
+    assert "smtp.demo.noop" not in result.stdout.str()

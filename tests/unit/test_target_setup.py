@@ -254,7 +254,8 @@ def test_a_password_in_a_url_is_refused_and_never_shown(tmp_path, password):
         assert any("never put a password in a URL" in e for e in caught.value.errors)
 
 
-@pytest.mark.parametrize("url", ["pop3://alice:hunter2@127.0.0.1:abc", "pop3://alice:hunter2@[::1", "pop3://alice:hun:ter2@h/x"])
+@pytest.mark.parametrize("url", ["pop3://alice:hunter2@127.0.0.1:abc", "pop3://alice:hunter2@[::1", "pop3://alice:hun:ter2@h/x",
+                                 "pop3://alice:hun://ter2@127.0.0.1"])
 def test_a_password_in_an_otherwise_broken_url_is_not_shown_either(url):
     with pytest.raises(TargetsError) as caught:
         target_from_url(url, env=NO_ENV)
@@ -269,6 +270,8 @@ def test_a_password_in_an_otherwise_broken_url_is_not_shown_either(url):
     ("smtp://bob:@host", "smtp://bob:@host"),
     ("smtp://a:b@h1,pop3://c:d@h2,lab", "smtp://a:***@h1,pop3://c:***@h2,lab"),
     ("lab", "lab"),
+    ("pop3://alice:Se://cret@127.0.0.1", "pop3://alice:***@127.0.0.1"),
+    ("smtp://h, pop3s://bob:x@y@h", "smtp://h, pop3s://bob:***@h"),
 ])
 def test_redact_url(text, shown):
     assert redact_url(text) == shown
