@@ -65,9 +65,9 @@ class Mailbox:
         if not self.target.endpoint("smtp"):
             return messages.core("no-smtp-to-deliver")
         if account is None or not account.address:
-            return messages.core("no-address-to-deliver")
+            return messages.advice(self.target.from_url, "no-address-to-deliver")
         if not self.target.intrusive:
-            return messages.core("not-intrusive")
+            return messages.advice(self.target.from_url, "not-intrusive")
         return None
 
     def deliver(self) -> ProbeMessage:

@@ -15,11 +15,13 @@ import pytest
 
 from mailconform import messages, report
 from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_selection
+from mailconform.discovery import Discovery, discover
+from mailconform.discovery import apply as apply_discovery
 from mailconform.dns import DnsFailure, Lookup
 from mailconform.mailbox import Mailbox
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure, TargetRun
-from mailconform.targets import Target, TargetsError, load_targets, resolve_targets
+from mailconform.targets import Target, TargetsError, load_targets, resolve_targets, target_table
 from mailconform.verdicts import (
     Blocked, CheckContext, CheckFailed, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, current_check,
 )
@@ -28,6 +30,7 @@ from mailconform.wire.budget import BudgetExceeded
 
 TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
+DISCOVERIES = "mailconform_discoveries"  # what the controller found on mail:// targets, for the workers
 
 
 @dataclass
@@ -36,6 +39,7 @@ class RunState:
 
     targets_file: Path
     targets: list[Target] = field(default_factory=list)
+    discoveries: dict[str, Discovery] = field(default_factory=dict)  # whole-server URLs: what was found
     steps: set[str] = field(default_factory=set)
     runs: dict[str, TargetRun] = field(default_factory=dict)
 
@@ -72,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="language of titles, messages and fixes: en (default) or es.")
     group.addoption("--list-checks", action="store_true", default=False,
                     help="list every check with its ID, step, level, RFC and title (in --lang), then exit.")
+    group.addoption("--save-target", default=None, metavar="NAME",
+                    help="write the target a URL resolved to (services found, domain, TLS settings; never the "
+                         "password) into the targets file as [targets.NAME], then run as usual.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -96,6 +103,41 @@ def pytest_configure(config: pytest.Config) -> None:
         state.targets = resolve_targets(option.target, targets_file)
     except TargetsError as error:
         raise pytest.UsageError(str(error)) from None
+    _look_at_whole_servers(config, state)
+    if option.save_target:
+        _save_target(option.save_target, state)
+
+
+def _look_at_whole_servers(config: pytest.Config, state: RunState) -> None:
+    """A ``mail://`` target's services are the ports that answer, looked at once per run (a worker
+    under ``-n`` is given what the controller found)."""
+    given = getattr(config, "workerinput", {}).get(DISCOVERIES, {})
+    for index, target in enumerate(state.targets):
+        if target.discover:
+            found = Discovery.from_json(given[target.name]) if target.name in given else discover(target)
+            state.discoveries[target.name] = found
+            state.targets[index] = apply_discovery(target, found)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist, on the controller, for each worker it starts
+def pytest_configure_node(node) -> None:
+    state = node.config.stash[STATE]
+    node.workerinput[DISCOVERIES] = {name: found.to_json() for name, found in state.discoveries.items()}
+
+
+def _save_target(name: str, state: RunState) -> None:
+    """Append the (single) URL target to the targets file under ``name``."""
+    urls = [t for t in state.targets if t.from_url]
+    if len(urls) != 1:
+        raise pytest.UsageError(f"--save-target {name} saves one URL target; this run has {len(urls)}")
+    try:
+        known = load_targets(state.targets_file) if state.targets_file.exists() else {}
+    except TargetsError as error:
+        raise pytest.UsageError(str(error)) from None
+    if name in known:
+        raise pytest.UsageError(f"--save-target {name}: {state.targets_file} already has a target of that name")
+    with state.targets_file.open("a", encoding="utf-8") as file:
+        file.write(("\n" if known else "") + target_table(name, urls[0]))
 
 
 def _split(values: list[str]) -> list[str]:
@@ -106,8 +148,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     if not state.targets:
         return []
-    lines = [f"mailconform: {len(state.targets)} target(s) (targets file {state.targets_file})"]
-    lines += [f"  {target.summary()}" for target in state.targets]
+    from_file = any(not target.from_url for target in state.targets)
+    lines = [f"mailconform: {len(state.targets)} target(s)" + (f" (targets file {state.targets_file})" if from_file else "")]
+    for target in state.targets:
+        lines.append(f"  {target.summary()}")
+        found = state.discoveries.get(target.name)
+        lines += [f"    {line}" for line in [*(found.lines() if found else []), *target.notes]]
     if state.steps:
         lines.append(f"  steps: {', '.join(sorted(state.steps))}")
     return lines
@@ -301,16 +347,16 @@ def recipient(target: Target) -> str:
         return target.account.address
     if target.domain:
         return f"postmaster@{target.domain}"
-    raise NotApplicable(messages.core("no-recipient"))
+    raise NotApplicable(messages.advice(target.from_url, "no-recipient"))
 
 
 @pytest.fixture
 def intrusive_recipient(target: Target) -> str:
     """The account's own address, for checks that really send a message (``intrusive = true`` only)."""
     if not target.intrusive:
-        raise NotApplicable(messages.core("not-intrusive"))
+        raise NotApplicable(messages.advice(target.from_url, "not-intrusive"))
     if not (target.account and target.account.address):
-        raise NotApplicable(messages.core("no-address-to-deliver"))
+        raise NotApplicable(messages.advice(target.from_url, "no-address-to-deliver"))
     return target.account.address
 
 
@@ -515,3 +561,6 @@ class Results:
         if self.results:
             terminalreporter.write_sep("=", "mailconform verdicts")
             terminalreporter.write_line(report.summary_table(self.results))
+        for name, found in self.config.stash[STATE].discoveries.items():
+            for service, why in found.closed.items():
+                terminalreporter.write_line(f"{'NOT OFFERED':13} {name} {service}: {why} (the lab expects it)")

@@ -202,7 +202,7 @@ class Pop3Factory(_ServiceFactory):
         self.greeting_service()
         account = self.target.account
         if account is None:
-            raise NotApplicable(messages.core("no-account", target=self.target.name))
+            raise NotApplicable(messages.advice(self.target.from_url, "no-account", target=self.target.name))
         if account.missing_credentials:
             raise NotApplicable(messages.core("no-credentials", why=account.missing_credentials))
         return account.user, Secret(account.password)
@@ -240,7 +240,7 @@ class Pop3Factory(_ServiceFactory):
                 down.append(blocked)
         if down and not tls_problems:
             raise down[0]
-        raise Inconclusive(messages.core("no-protected-channel",
+        raise Inconclusive(messages.advice(self.target.from_url, "no-protected-channel",
                                          problems="; ".join(tls_problems + [b.reason for b in down])))
 
     def try_login(self) -> tuple[Pop3Session, Pop3Reply]:

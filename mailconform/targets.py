@@ -10,6 +10,7 @@ variables set, CA files readable certificates) before any connection.  No error 
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -107,6 +108,9 @@ class Target:
     connections_per_second: float = DEFAULT_CONNECTIONS_PER_SECOND
     tls: TlsSettings = TlsSettings()
     account: Account | None = None
+    from_url: bool = False      # given as a URL: advice names URL parameters and variables, not keys
+    discover: bool = False      # mail://: the services are candidates, looked at once (discovery.py)
+    notes: tuple[str, ...] = ()  # defaults the URL chose, said in the header
 
     def endpoint(self, service: str) -> Endpoint | None:
         return self.services.get(service)
@@ -349,7 +353,7 @@ def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, T
 
 # --------------------------------------------------------------------------- URL targets
 
-_URL_START = re.compile(r"(?:^|(?<=[,\s]))[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_START = re.compile(r"(?:^|(?<=[,\s+]))[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def redact_url(text: str) -> str:
@@ -373,41 +377,156 @@ def redact_url(text: str) -> str:
     return "".join(pieces)
 
 
-def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
-    """``smtp://host[:port]``, ``pop3s://user@host``… → a one-service target named by the URL.
+WHOLE_SERVER = "mail"
+#: What a URL's query may set: the services' ports (mail:// only) and what a targets file would.
+_QUERY_KEYS = {"domain", "dns", "intrusive", *DEFAULT_PORTS}
+_YES, _NO = {"yes", "true", "on", "1"}, {"no", "false", "off", "0"}
+_JOIN = re.compile(r"\+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
-    The password of a ``user@`` URL comes from ``MAILCONFORM_PASSWORD``, never from the URL; the
-    trust anchor for a lab's own CA (or self-signed certificate) from ``MAILCONFORM_CA_FILE``.
-    A URL holding a password is refused, and shown with ``***`` in its place."""
+
+def target_from_url(url: str, env: Mapping[str, str] = os.environ) -> Target:
+    """A target from the command line, named by the URL itself:
+
+    - ``smtp://host[:port]``, ``pop3s://user@host``… : one service;
+    - ``mail://user@host``: the whole server, its seven standard ports to be looked at once;
+      ``mail://user@host?smtp=2525&pop3=1100`` looks at the services named only;
+    - ``smtp://host+pop3s://user@host``: several services of one host, one target.
+
+    A query may also set ``domain``, ``dns`` (a resolver) and ``intrusive``.  The password of a
+    ``user@`` URL comes from ``MAILCONFORM_PASSWORD``, never from the URL; the trust anchor for a
+    lab's own CA (or self-signed certificate) from ``MAILCONFORM_CA_FILE``.  A URL holding a
+    password is refused, and shown with ``***`` in its place."""
     shown = redact_url(url)
+    pieces = [_parse_url(piece, url_text, env) for piece, url_text in zip(_JOIN.split(shown), _JOIN.split(url))]
+    errors = [e for piece in pieces for e in piece["errors"]]
+    hosts = {piece["host"] for piece in pieces if piece["host"]}
+    users = {piece["user"] for piece in pieces if piece["user"]}
+    if len(hosts) > 1:
+        errors.append(f"joined URLs name one host, not {len(hosts)} ({', '.join(sorted(hosts))})")
+    if len(users) > 1:
+        errors.append(f"joined URLs name one user, not {len(users)} ({', '.join(sorted(users))})")
+    if errors:
+        raise TargetsError(shown, list(dict.fromkeys(errors)))
+    host, user = hosts.pop(), (users.pop() if users else None)
+    services: dict[str, Endpoint] = {}
+    query: dict[str, str] = {}
+    for piece in pieces:
+        services.update(piece["services"])
+        query.update(piece["query"])
+    whole = any(piece["scheme"] == WHOLE_SERVER for piece in pieces)
+    notes = []
+    domain = query.get("domain")
+    intrusive = bool(user) and (whole or len(pieces) > 1)  # a student checking their own server
+    if "intrusive" in query:
+        intrusive = query["intrusive"] in _YES
+    elif intrusive:
+        notes.append(f"intrusive: on, since the URL names a user ({user}): the suite sends probe messages to "
+                     f"that account and deletes them again (add ?intrusive=no to prevent it)")
+    account = None
+    if user:
+        account = Account(user=user, password=env.get(PASSWORD_ENV_FOR_URLS) or None,
+                          password_env=PASSWORD_ENV_FOR_URLS, address=f"{user}@{domain}" if domain else None)
+    ca_file = env.get(CA_FILE_ENV_FOR_URLS)
+    return Target(name=url if shown == url else shown, host=host, services=MappingProxyType(services),
+                  description="given on the command line", domain=domain,
+                  dns=_parse_host_port(query["dns"], 53) if "dns" in query else None, intrusive=intrusive,
+                  sender=account.address if account and account.address else DEFAULT_SENDER, account=account,
+                  tls=TlsSettings(ca_file=Path(ca_file).resolve() if ca_file else None),
+                  from_url=True, discover=whole, notes=tuple(notes))
+
+
+def _parse_url(shown: str, real: str, env: Mapping[str, str]) -> dict:
+    """One URL of a (possibly joined) target: its scheme, host, user, services, query and errors."""
+    parsed = {"scheme": "", "host": None, "user": None, "services": {}, "query": {}, "errors": []}
+    errors = parsed["errors"]
     password_error = f"never put a password in a URL; set {PASSWORD_ENV_FOR_URLS} instead"
     try:
         parts = urlsplit(shown)  # never the real URL: no message below can quote the password
         port = parts.port
     except ValueError as exc:
-        raise TargetsError(shown, [f"not a valid URL: {exc}"] + ([password_error] if shown != url else [])) from None
-    errors = []
-    if parts.scheme not in DEFAULT_PORTS:
-        errors.append(f"unknown scheme {parts.scheme!r} (known: {', '.join(DEFAULT_PORTS)})")
+        errors += [f"not a valid URL: {exc}"] + ([password_error] if shown != real else [])
+        return parsed
+    scheme = parsed["scheme"] = parts.scheme
+    if scheme not in DEFAULT_PORTS and scheme != WHOLE_SERVER:
+        errors.append(f"unknown scheme {scheme!r} (known: {', '.join(DEFAULT_PORTS)}, or {WHOLE_SERVER} for a "
+                      f"whole server)")
     if not parts.hostname:
         errors.append("no host in the URL")
-    if parts.password is not None or shown != url:
+    if parts.password is not None or shown != real:
         errors.append(password_error)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        errors.append("a target URL is scheme://[user@]host[:port] with nothing after it")
-    if errors:
-        raise TargetsError(shown, errors)
+    if parts.path not in ("", "/") or parts.fragment:
+        errors.append("a target URL is scheme://[user@]host[:port][?name=value&…] with nothing else after it")
     if port == 0:
-        raise TargetsError(shown, ["expected a port 1-65535, got 0"])
-    endpoint = Endpoint(parts.hostname, DEFAULT_PORTS[parts.scheme] if port is None else port)
-    account = None
-    if parts.username:
-        account = Account(user=unquote(parts.username), password=env.get(PASSWORD_ENV_FOR_URLS) or None,
-                          password_env=PASSWORD_ENV_FOR_URLS)
-    ca_file = env.get(CA_FILE_ENV_FOR_URLS)
-    return Target(name=url, host=endpoint.host, services=MappingProxyType({parts.scheme: endpoint}),
-                  description="given on the command line", account=account,
-                  tls=TlsSettings(ca_file=Path(ca_file).resolve() if ca_file else None))
+        errors.append("expected a port 1-65535, got 0")
+    query = parsed["query"] = _parse_query(parts.query, scheme, errors)
+    parsed["host"], parsed["user"] = parts.hostname, unquote(parts.username) if parts.username else None
+    if errors or not parts.hostname:
+        return parsed
+    if scheme == WHOLE_SERVER:
+        if port is not None:
+            errors.append(f"{WHOLE_SERVER}:// takes no port: name the services' ports (?smtp=2525&pop3=1100)")
+        named = {service: int(query[service]) for service in DEFAULT_PORTS if service in query}
+        parsed["services"] = {service: Endpoint(parts.hostname, port)
+                              for service, port in (named or DEFAULT_PORTS).items()}
+    else:
+        parsed["services"] = {scheme: Endpoint(parts.hostname, DEFAULT_PORTS[scheme] if port is None else port)}
+    return parsed
+
+
+def _parse_query(text: str, scheme: str, errors: list[str]) -> dict[str, str]:
+    query = {}
+    for pair in filter(None, text.split("&")):
+        key, _, value = pair.partition("=")
+        value = unquote(value)
+        if key not in _QUERY_KEYS:
+            errors.append(f"unknown URL parameter {key!r} (known: {', '.join(sorted(_QUERY_KEYS))})")
+        elif key in DEFAULT_PORTS and scheme != WHOLE_SERVER:
+            errors.append(f"?{key}= names a port of a {WHOLE_SERVER}:// URL; this URL is {scheme}://")
+        elif key in DEFAULT_PORTS and not (value.isdigit() and 1 <= int(value) <= 65535):
+            errors.append(f"?{key}= expects a port 1-65535, got {value!r}")
+        elif key == "dns" and _parse_host_port(value, 53) is None:
+            errors.append(f"?dns= expects an IP address with an optional port (\"127.0.0.1:53\"), got {value!r}")
+        elif key == "intrusive" and value not in _YES | _NO:
+            errors.append(f"?intrusive= expects yes or no, got {value!r}")
+        elif key == "domain" and not value:
+            errors.append("?domain= expects a mail domain")
+        else:
+            query[key] = value
+    return query
+
+
+def target_table(name: str, target: Target) -> str:
+    """``target`` as a ``[targets.NAME]`` table of a targets file — never its password: an account
+    reads it from ``password_env`` (the variable the URL used)."""
+    def text(value) -> str:
+        return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+    key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else text(name)
+    rows = [f"[targets.{key}]", f"description = {text('saved from ' + target.name)}"]
+    if target.domain:
+        rows.append(f"domain = {text(target.domain)}")
+    rows.append(f"host = {text(target.host)}")
+    if target.dns:
+        rows.append(f"dns = {text(f'{target.dns[0]}:{target.dns[1]}')}")
+    rows += [f"intrusive = {str(target.intrusive).lower()}", f"timeout = {target.timeout:g}"]
+    if target.source:
+        rows.append(f"source = {text(target.source)}")
+    rows.append(f"[targets.{key}.services]")
+    rows += [f"{service} = {endpoint.port}" if endpoint.host == target.host else
+             f"{service} = {{ host = {text(endpoint.host)}, port = {endpoint.port} }}"
+             for service, endpoint in target.services.items()]
+    if target.tls.ca_file or target.tls.server_name:
+        rows.append(f"[targets.{key}.tls]")
+        if target.tls.ca_file:
+            rows.append(f"ca_file = {text(target.tls.ca_file)}")
+        if target.tls.server_name:
+            rows.append(f"server_name = {text(target.tls.server_name)}")
+    if target.account:
+        rows += [f"[targets.{key}.account]", f"user = {text(target.account.user)}",
+                 f"password_env = {text(target.account.password_env or PASSWORD_ENV_FOR_URLS)}"]
+        if target.account.address:
+            rows.append(f"address = {text(target.account.address)}")
+    return "\n".join(rows) + "\n"
 
 
 def is_url(spec: str) -> bool:

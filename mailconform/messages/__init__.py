@@ -82,6 +82,12 @@ def core(key: str, **fields) -> str:
     return message(CORE, key, **fields)
 
 
+def advice(from_url: bool, key: str, **fields) -> str:
+    """A core sentence that tells the user to set something, naming where they set it: the URL
+    (its parameters, ``MAILCONFORM_*`` variables) for a URL target, else the targets file."""
+    return core(f"{key}-url" if from_url else key, **fields)
+
+
 def label(key: str) -> str:
     """A word of the reports (``Expected``, ``Fix``…) in this run's language."""
     return core(f"label-{key}")

@@ -14,6 +14,7 @@ class ConnectFailed(WireError):
     def __init__(self, endpoint: str, kind: str, detail: str):
         self.endpoint = endpoint
         self.kind = kind
+        self.detail = detail
         super().__init__(f"could not connect to {endpoint}: {detail}")
 
 

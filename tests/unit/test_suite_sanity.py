@@ -129,5 +129,8 @@ def test_every_message_a_check_uses_is_in_every_catalogue(check_id, key, kind):
 def test_every_core_message_the_code_uses_is_in_the_catalogue():
     sources = [*(REPO / "mailconform").rglob("*.py"), *SUITE_FILES]
     used = {key for path in sources for key in re.findall(r'messages\.core\("([a-z0-9-]+)"', path.read_text())}
+    advice = {key for path in sources for key in re.findall(r'messages\.advice\([^,]+, "([a-z0-9-]+)"', path.read_text())}
+    assert advice, "the advice pattern found nothing: it is out of date"
+    used |= advice | {f"{key}-url" for key in advice}  # the file target's words and the URL target's
     assert used, "the pattern found nothing: it is out of date"
     assert used <= set(messages.catalogue("en")["core"]["messages"]), sorted(used - set(messages.catalogue("en")["core"]["messages"]))

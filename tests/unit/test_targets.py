@@ -1,5 +1,6 @@
 """Targets: targets.toml and URL targets become Target objects, or one error listing every problem."""
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -252,14 +253,49 @@ def test_url_target_with_ipv6_literal():
     ("smtp://bob:hunter2@127.0.0.1", "never put a password in a URL"),
     ("http://127.0.0.1", "unknown scheme 'http'"),
     ("smtp://", "no host"),
-    ("smtp://127.0.0.1/inbox", "nothing after it"),
+    ("smtp://127.0.0.1/inbox", "with nothing else after it"),
+    ("mail://127.0.0.1:25", "mail:// takes no port"),
+    ("mail://127.0.0.1?colour=red", "unknown URL parameter 'colour'"),
+    ("smtp://127.0.0.1?pop3=110", "?pop3= names a port of a mail:// URL"),
+    ("mail://127.0.0.1?smtp=0", "?smtp= expects a port 1-65535"),
+    ("mail://127.0.0.1?intrusive=maybe", "?intrusive= expects yes or no"),
+    ("mail://127.0.0.1?dns=resolver", "?dns= expects an IP address"),
+    ("smtp://127.0.0.1+pop3://127.0.0.2", "joined URLs name one host, not 2"),
+    ("smtp://alice@h+pop3://bob@h", "joined URLs name one user, not 2"),
     ("smtp://127.0.0.1:99999", "not a valid URL"),
     ("smtp://127.0.0.1:abc", "not a valid URL"),
 ])
 def test_bad_url_is_refused(url, problem):
-    with pytest.raises(TargetsError, match=problem) as caught:
+    with pytest.raises(TargetsError, match=re.escape(problem)) as caught:
         target_from_url(url, env=NO_ENV)
     assert "hunter2" not in repr(caught.value.errors) and "hunter2" not in str(caught.value)
+
+
+def test_a_whole_server_url_names_the_seven_standard_services_to_look_at():
+    target = target_from_url("mail://alice@192.0.2.7", env={"MAILCONFORM_PASSWORD": "pw"})
+    assert target.discover and dict(target.services) == {s: Endpoint("192.0.2.7", p) for s, p in DEFAULT_PORTS.items()}
+    assert target.intrusive and "intrusive: on, since the URL names a user (alice)" in target.notes[0]
+    assert (target.account.user, target.account.address) == ("alice", None)  # the domain comes from the greeting
+
+
+def test_url_parameters_set_what_a_targets_file_would():
+    target = target_from_url("mail://alice@h?smtp=2525&pop3=1100&domain=lab.test&dns=127.0.0.1:5353&intrusive=no",
+                             env={"MAILCONFORM_PASSWORD": "pw"})
+    assert dict(target.services) == {"smtp": Endpoint("h", 2525), "pop3": Endpoint("h", 1100)}
+    assert (target.domain, target.dns, target.intrusive, target.notes) == ("lab.test", ("127.0.0.1", 5353), False, ())
+    assert target.account.address == target.sender == "alice@lab.test"
+
+
+def test_joined_urls_make_one_target_of_one_host_and_one_account():
+    target = target_from_url("smtp://h:2525+pop3s://alice@h?domain=lab.test", env={"MAILCONFORM_PASSWORD": "pw"})
+    assert dict(target.services) == {"smtp": Endpoint("h", 2525), "pop3s": Endpoint("h", 995)}
+    assert (target.account.user, target.account.address, target.intrusive, target.discover) == (
+        "alice", "alice@lab.test", True, False)
+
+
+def test_a_user_in_a_single_service_url_is_the_account():
+    target = target_from_url("smtp://alice@h?domain=lab.test", env={"MAILCONFORM_PASSWORD": "pw"})
+    assert (target.account.user, target.account.address, target.intrusive) == ("alice", "alice@lab.test", False)
 
 
 def test_url_with_port_zero_is_refused():
