@@ -15,7 +15,7 @@ def mail_exchangers(dns_lookup, target) -> tuple[list[MxRecord], bool]:
     """The domain's MX records by preference, or its implicit MX (RFC 5321 §5.1); and whether
     the MX is implicit."""
     if not target.domain:
-        raise NotApplicable(messages.core("no-domain", target=target.name))
+        raise NotApplicable(messages.advice(target.from_url, "no-domain", target=target.name))
     records = dns_lookup.mx(target.domain)
     return (records, False) if records else ([MxRecord(0, target.domain)], True)
 
