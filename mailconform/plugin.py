@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,10 @@ from mailconform.wire.budget import BudgetExceeded
 
 TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
-DISCOVERIES = "mailconform_discoveries"  # what the controller found on mail:// targets, for the workers
+DISCOVERIES = "mailconform_discoveries"
+#: Exit status when no check failed but some target could not be judged at all (pytest's own
+#: codes are 0-5): a script must not take an unreachable server for a perfect one.
+EXIT_NOT_JUDGED = 6  # what the controller found on mail:// targets, for the workers
 
 
 @dataclass
@@ -552,10 +556,22 @@ class Results:
             if name == RESULT_PROPERTY:
                 self.results.append(json.loads(value))
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # under xdist, the controller has every result
+            return
         path = self.config.option.results_json
-        if path and not hasattr(self.config, "workerinput"):  # under xdist, only the controller writes
+        if path:
             Path(path).write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
+        if session.exitstatus == pytest.ExitCode.OK and self.not_judged():
+            session.exitstatus = EXIT_NOT_JUDGED
+
+    def not_judged(self) -> dict[str, Counter]:
+        """Targets on which no check could decide (none passed, warned or failed): outcome counts."""
+        counts: dict[str, Counter] = {}
+        for result in self.results:
+            counts.setdefault(result["target"], Counter())[result["outcome"]] += 1
+        decided = {Outcome.PASS.value, Outcome.WARN.value, Outcome.FAIL.value}
+        return {target: count for target, count in counts.items() if not decided & set(count)}
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results:
@@ -564,3 +580,6 @@ class Results:
         for name, found in self.config.stash[STATE].discoveries.items():
             for service, why in found.closed.items():
                 terminalreporter.write_line(f"{'NOT OFFERED':13} {name} {service}: {why} (the lab expects it)")
+        for name, count in self.not_judged().items():
+            outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(count.items()))
+            terminalreporter.write_line(f"{'NOT JUDGED':13} {messages.core('not-judged', target=name, outcomes=outcomes)}")

@@ -242,6 +242,8 @@ def test_a_dead_host_costs_one_connect_timeout_per_service(tmp_path):
         run = run_suite(tmp_path / "reports", ["dead"], targets_file)
     outcomes = run.outcomes("dead")
     assert outcomes["smtp.session.greeting"] == outcomes["pop3.session.greeting"] == "inconclusive", outcomes
+    assert run.returncode == 6  # nothing failed, but the target could not be judged: never 0
+    assert "NOT JUDGED    dead: nothing could be decided" in run.output
     assert run.checks_with("dead", "fail") == set()
     assert run.checks_with("dead", "pass") == set()
     # A transcript shared by several checks (an observation) is attached to each: count it once.

@@ -166,3 +166,16 @@ def test_list_checks_takes_k(pytester):
     result = run(pytester, "--list-checks", "-k", "smtp.demo.quit")
     result.stdout.fnmatch_lines(["smtp.demo.quit *"])
     assert "smtp.demo.noop" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("bodies, code", [
+    (['raise Inconclusive("no answer")', 'raise Blocked("smtp.demo.a", "no answer")'], 6),
+    (['raise Inconclusive("no answer")', "pass"], 0),
+    (['raise Inconclusive("no answer")', 'expect(False, "broken", actual="x")'], 1),
+], ids=["nothing-decided", "one-decided", "one-failed"])
+def test_exit_status_is_not_0_when_a_target_could_not_be_judged(lab, bodies, code):
+    write_checks(lab, *(a_check(f"smtp.demo.{name}", body) for name, body in zip("ab", bodies)))
+    result = run(lab, "--target", "lab")
+    assert result.ret == code
+    if code == 6:
+        result.stdout.fnmatch_lines(["NOT JUDGED    lab: nothing could be decided (1 blocked, 1 inconclusive)*"])
