@@ -19,6 +19,7 @@ from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_se
 from mailconform.discovery import Discovery, discover
 from mailconform.discovery import apply as apply_discovery
 from mailconform.dns import DnsFailure, Lookup
+from mailconform.grading import DEFAULT_RUBRIC, Rubric, RubricError, grade, grade_document, load_rubric, write_csv
 from mailconform.mailbox import Mailbox
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure, TargetRun
@@ -46,6 +47,7 @@ class RunState:
     discoveries: dict[str, Discovery] = field(default_factory=dict)  # whole-server URLs: what was found
     steps: set[str] = field(default_factory=set)
     runs: dict[str, TargetRun] = field(default_factory=dict)
+    rubric: Rubric | None = None
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -83,6 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--save-target", default=None, metavar="NAME",
                     help="write the target a URL resolved to (services found, domain, TLS settings; never the "
                          "password) into the targets file as [targets.NAME], then run as usual.")
+    group.addoption("--rubric", default=None, metavar="PATH",
+                    help="the grading rubric (TOML; default: the one mailconform ships, mailconform/rubric.toml).")
+    group.addoption("--grade-json", default=None, metavar="PATH",
+                    help="write each target's grade (run metadata, score per step and check) to this JSON file.")
+    group.addoption("--grade-csv", default=None, metavar="PATH",
+                    help="write one row per target (points per step, total, max, flags) to this CSV file.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -102,6 +110,10 @@ def pytest_configure(config: pytest.Config) -> None:
     state.steps = steps
     if option.list_checks:
         return
+    try:
+        state.rubric = load_rubric(Path(option.rubric) if option.rubric else DEFAULT_RUBRIC)
+    except RubricError as error:
+        raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(Results(config), "mailconform-results")
     try:
         state.targets = resolve_targets(option.target, targets_file)
@@ -550,6 +562,7 @@ class Results:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.results: list[dict] = []
+        self.grades: dict[str, dict] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -559,9 +572,15 @@ class Results:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # under xdist, the controller has every result
             return
-        path = self.config.option.results_json
-        if path:
-            Path(path).write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
+        option, state = self.config.option, self.config.stash[STATE]
+        if option.results_json:
+            Path(option.results_json).write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
+        self.grades = grade(state.rubric, self.results)
+        if option.grade_json:
+            document = grade_document(state.rubric, self.grades, state.targets, option.lang)
+            Path(option.grade_json).write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+        if option.grade_csv:
+            write_csv(Path(option.grade_csv), state.rubric, self.grades)
         if session.exitstatus == pytest.ExitCode.OK and self.not_judged():
             session.exitstatus = EXIT_NOT_JUDGED
 
@@ -577,6 +596,9 @@ class Results:
         if self.results:
             terminalreporter.write_sep("=", "mailconform verdicts")
             terminalreporter.write_line(report.summary_table(self.results))
+            for target, grade_ in self.grades.items():
+                flags = f" — {'; '.join(grade_['flags'])}" if grade_["flags"] else ""
+                terminalreporter.write_line(f"{'SCORE':13} {target}: {grade_['score']:g} / {grade_['max']:g}{flags}")
         for name, found in self.config.stash[STATE].discoveries.items():
             for service, why in found.closed.items():
                 terminalreporter.write_line(f"{'NOT OFFERED':13} {name} {service}: {why} (the lab expects it)")

@@ -179,3 +179,29 @@ def test_exit_status_is_not_0_when_a_target_could_not_be_judged(lab, bodies, cod
     assert result.ret == code
     if code == 6:
         result.stdout.fnmatch_lines(["NOT JUDGED    lab: nothing could be decided (1 blocked, 1 inconclusive)*"])
+
+
+# --------------------------------------------------------------------------- grades
+
+def test_grade_files_and_the_score_line(lab):
+    write_checks(lab, a_check("smtp.demo.ok"), a_check("smtp.demo.bad", 'expect(False, "broken", actual="x")'),
+                 a_check("dns.demo.mx", step="A1.mx"))
+    result = run(lab, "--target", "lab", "--grade-json", "grades.json", "--grade-csv", "grades.csv")
+    result.stdout.fnmatch_lines(["SCORE         lab: 10 / 15"])  # A1.smtp-session 5 of 10, A1.mx 5 of 5
+    document = json.loads((lab.path / "grades.json").read_text())
+    assert set(document["run"]) == {"suite_version", "time", "rubric", "lang", "targets"}
+    assert document["run"]["targets"]["lab"]["services"] == {"smtp": "127.0.0.1:1", "pop3": "127.0.0.1:1"}
+    step = document["targets"]["lab"]["steps"]["A1.smtp-session"]
+    assert (step["outcome"], step["score"], step["max"]) == ("fail", 5.0, 10)
+    assert {c["check"]: c["outcome"] for c in step["checks"]} == {"smtp.demo.ok": "pass", "smtp.demo.bad": "fail"}
+    assert (lab.path / "grades.csv").read_text(encoding="utf-8-sig").splitlines() == [
+        "target,A1.smtp-session,A1.mx,total,max,flags", "lab,5.0,5.0,10.0,15.0,"]
+
+
+def test_a_bad_rubric_is_a_usage_error_before_any_connection(lab):
+    lab.makefile(".toml", rubric='[scoring]\nwarn = 2\n[steps]\n"A9.nowhere" = 3\n')
+    write_checks(lab, a_check("smtp.demo.ok"))
+    result = run(lab, "--target", "lab", "--rubric", "rubric.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*scoring.warn: expected a share from 0 to 1, got 2*",
+                                 "*steps.A9.nowhere: unknown lab step*"])

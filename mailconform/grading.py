@@ -1,0 +1,188 @@
+"""Grading: a rubric (TOML, a teacher edits it) turns each target's verdicts into points per lab
+step and a total.  It never opens a socket: it reads the results the checks produced.
+
+A step's score is its points times the share of its checks' weight earned: a pass earns the whole
+weight (its severity's), a warning the rubric's share of it, a fail or a blocked check nothing; a
+not-applicable check is left out; an inconclusive one earns nothing, is left out, or is left out
+and flags the step for review, as the rubric says.  A waived check counts as passed, and says why.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailconform.checks import SEVERITIES, STEPS
+from mailconform.verdicts import Outcome
+
+DEFAULT_RUBRIC = Path(__file__).parent / "rubric.toml"
+DEFAULT_WEIGHTS = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}  # when a rubric gives none
+INCONCLUSIVE_POLICIES = ("zero", "exclude", "review")
+UNREACHABLE_POLICIES = ("zero", "review")
+#: How a step's outcome follows from its checks': the first that any check has, in this order.
+STEP_OUTCOME_ORDER = (Outcome.FAIL, Outcome.BLOCKED, Outcome.INCONCLUSIVE, Outcome.WARN, Outcome.PASS)
+
+
+class RubricError(Exception):
+    """A rubric file is wrong; ``errors`` lists every problem with its TOML path."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Rubric:
+    path: Path
+    steps: dict[str, float]
+    weights: dict[str, float]
+    warn: float = 0.5
+    inconclusive: str = "review"
+    unreachable: str = "review"
+    waivers: dict[str, dict[str, str]] = field(default_factory=dict)  # target → check → reason
+
+
+def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:
+    """Read and validate a rubric; :class:`RubricError` lists every problem at once."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RubricError(str(path), ["file not found"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise RubricError(str(path), [f"not valid TOML: {error}"]) from None
+    errors: list[str] = []
+    for key in data:
+        if key not in ("scoring", "steps", "waivers"):
+            errors.append(f"{key}: unknown table (known: scoring, steps, waivers)")
+    scoring = data.get("scoring", {})
+    for key in scoring:
+        if key not in ("weights", "warn", "inconclusive", "unreachable"):
+            errors.append(f"scoring.{key}: unknown key (known: inconclusive, unreachable, warn, weights)")
+    weights = scoring.get("weights", DEFAULT_WEIGHTS)
+    for severity in weights:
+        if severity not in SEVERITIES:
+            errors.append(f"scoring.weights.{severity}: unknown severity (known: {', '.join(SEVERITIES)})")
+    errors += [f"scoring.weights.{s}: expected a number ≥ 0, got {v!r}" for s, v in weights.items()
+               if not _number(v)]
+    missing = [s for s in SEVERITIES if s not in weights]
+    if missing:
+        errors.append(f"scoring.weights: no weight for {', '.join(missing)}")
+    warn = scoring.get("warn", 0.5)
+    if not _number(warn) or warn > 1:
+        errors.append(f"scoring.warn: expected a share from 0 to 1, got {warn!r}")
+    for key, known in (("inconclusive", INCONCLUSIVE_POLICIES), ("unreachable", UNREACHABLE_POLICIES)):
+        if scoring.get(key, "review") not in known:
+            errors.append(f"scoring.{key}: expected one of {', '.join(known)}, got {scoring[key]!r}")
+    steps = data.get("steps", {})
+    for step, points in steps.items():
+        if step not in STEPS:
+            errors.append(f"steps.{step}: unknown lab step (known: {', '.join(STEPS)})")
+        elif not _number(points):
+            errors.append(f"steps.{step}: expected points ≥ 0, got {points!r}")
+    waivers = data.get("waivers", {})
+    for target, checks in waivers.items():
+        if not isinstance(checks, dict):
+            errors.append(f"waivers.{target}: expected a table of check = \"reason\"")
+            continue
+        errors += [f"waivers.{target}.{check}: expected the reason, a non-empty string" for check, reason in
+                   checks.items() if not (isinstance(reason, str) and reason.strip())]
+    if errors:
+        raise RubricError(str(path), errors)
+    return Rubric(path, {s: float(p) for s, p in steps.items()}, {s: float(w) for s, w in weights.items()},
+                  float(warn), scoring.get("inconclusive", "review"), scoring.get("unreachable", "review"), waivers)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def grade(rubric: Rubric, results: list[dict]) -> dict[str, dict]:
+    """Per target: ``score``, ``max``, ``flags`` and per graded step its ``outcome``, ``score``,
+    ``max`` and checks (each row's ``check``, ``outcome``, one-line ``message``, ``waived``)."""
+    by_target: dict[str, list[dict]] = {}
+    for result in results:
+        by_target.setdefault(result["target"], []).append(result)
+    return {target: _grade_target(rubric, target, rows) for target, rows in by_target.items()}
+
+
+def _grade_target(rubric: Rubric, target: str, rows: list[dict]) -> dict:
+    waivers = rubric.waivers.get(target, {})
+    flags: list[str] = []
+    steps = {}
+    decided = {Outcome.PASS.value, Outcome.WARN.value, Outcome.FAIL.value}
+    unreachable = not any(row["outcome"] in decided for row in rows)
+    for step, points in rubric.steps.items():
+        checks = [_check_row(row, waivers) for row in rows if row["step"] == step]
+        if checks:
+            steps[step] = _grade_step(rubric, step, points, checks, rows, flags)
+    score = sum(step["score"] for step in steps.values())
+    maximum = sum(step["max"] for step in steps.values())
+    if unreachable:  # "zero": every step it has counts, none earned; "review": left for the teacher
+        flags.append("nothing could be decided: unreachable?")
+        maximum = sum(rubric.steps[s] for s in steps) if rubric.unreachable == "zero" else 0.0
+        score = 0.0
+    return {"score": round(score, 2), "max": round(maximum, 2), "flags": flags, "steps": steps}
+
+
+def _check_row(row: dict, waivers: dict[str, str]) -> dict:
+    waived = waivers.get(row["check"]) or waivers.get(row.get("id", ""))
+    outcome = Outcome.PASS.value if waived else row["outcome"]
+    message = f"waived: {waived}" if waived else (row["message"].splitlines() or [""])[0]
+    return {"check": row["check"], "outcome": outcome, "message": message, "waived": bool(waived)}
+
+
+def _grade_step(rubric: Rubric, step: str, points: float, checks: list[dict], rows: list[dict],
+                flags: list[str]) -> dict:
+    severity = {row["check"]: row["severity"] for row in rows}
+    earned = possible = 0.0
+    review = False
+    for check in checks:
+        weight = rubric.weights[severity[check["check"]]]
+        outcome = check["outcome"]
+        if outcome == Outcome.NOT_APPLICABLE.value:
+            continue
+        if outcome == Outcome.INCONCLUSIVE.value and rubric.inconclusive != "zero":
+            review = review or rubric.inconclusive == "review"
+            continue
+        possible += weight
+        earned += weight * {Outcome.PASS.value: 1.0, Outcome.WARN.value: rubric.warn}.get(outcome, 0.0)
+    outcomes = {check["outcome"] for check in checks}
+    outcome = next((o.value for o in STEP_OUTCOME_ORDER if o.value in outcomes), Outcome.NOT_APPLICABLE.value)
+    if review:
+        flags.append(f"{step}: inconclusive checks, review by hand")
+    if possible == 0:
+        return {"outcome": outcome, "score": 0.0, "max": 0.0, "checks": checks}
+    return {"outcome": outcome, "score": round(points * earned / possible, 2), "max": points, "checks": checks}
+
+
+def grade_document(rubric: Rubric, grades: dict[str, dict], targets: list, lang: str) -> dict:
+    """The grade JSON: run metadata, then each target's grade."""
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        suite_version = version("mailconform")
+    except PackageNotFoundError:
+        suite_version = "unknown"
+    return {
+        "run": {"suite_version": suite_version, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "rubric": str(rubric.path), "lang": lang,
+                "targets": {t.name: {"source": t.source or "the system's choice",
+                                     "services": {s: str(e) for s, e in t.services.items()}} for t in targets}},
+        "targets": grades,
+    }
+
+
+def write_csv(path: Path, rubric: Rubric, grades: dict[str, dict]) -> None:
+    """One row per target: each graded step's points, total, max and flags; UTF-8 with a BOM, so a
+    spreadsheet opens accents intact."""
+    import csv
+
+    steps = [step for step in rubric.steps if any(step in grade["steps"] for grade in grades.values())]
+    with path.open("w", encoding="utf-8-sig", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["target", *steps, "total", "max", "flags"])
+        for target, grade in grades.items():
+            writer.writerow([target, *(grade["steps"][s]["score"] if s in grade["steps"] else "" for s in steps),
+                             grade["score"], grade["max"], "; ".join(grade["flags"])])
