@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from test_plugin import a_check, allure_results, lab, run, verdicts, write_checks  # noqa: F401 (lab: a fixture)
+from test_plugin import a_check, allure_results, run, verdicts, write_checks
 
 
 def test_k_selects_a_check_by_its_id_and_a_step_by_its_name(lab):
@@ -120,7 +120,7 @@ def test_a_verdict_reached_in_a_fixture_keeps_its_allure_title_and_verdict(lab):
 
 # --------------------------------------------------------------------------- set-up mistakes
 
-SETUP_MISTAKES = f"""
+SETUP_MISTAKES = """
 [targets.env]
 host = "127.0.0.1"
 [targets.env.services]

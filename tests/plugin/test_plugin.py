@@ -57,13 +57,6 @@ def write_checks(pytester, *checks, module="test_checks"):
     pytester.makepyfile(**{module: IMPORTS + "".join(checks)})
 
 
-@pytest.fixture
-def lab(pytester):
-    """A pytester directory with the loopback targets file in its rootdir."""
-    pytester.makefile(".toml", targets=TARGETS)
-    return pytester
-
-
 def verdicts(path):
     return {r["check"]: r for r in json.loads(path.read_text())["results"]}
 

@@ -1,7 +1,6 @@
 """Grading arithmetic and every rubric policy: weights, warnings, inconclusive, unreachable, waivers."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
