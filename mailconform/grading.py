@@ -9,11 +9,11 @@ and flags the step for review, as the rubric says.  A waived check counts as pas
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailconform.checks import SEVERITIES, STEPS
+from mailconform.targets import FileProblems, read_toml
 from mailconform.verdicts import Outcome
 
 DEFAULT_RUBRIC = Path(__file__).parent / "rubric.toml"
@@ -24,12 +24,8 @@ UNREACHABLE_POLICIES = ("zero", "review")
 STEP_OUTCOME_ORDER = (Outcome.FAIL, Outcome.BLOCKED, Outcome.INCONCLUSIVE, Outcome.WARN, Outcome.PASS)
 
 
-class RubricError(Exception):
-    """A rubric file is wrong; ``errors`` lists every problem with its TOML path."""
-
-    def __init__(self, source: str, errors: list[str]):
-        self.errors = errors
-        super().__init__(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  - {e}" for e in errors))
+class RubricError(FileProblems):
+    """A rubric file is wrong."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +41,7 @@ class Rubric:
 
 def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:
     """Read and validate a rubric; :class:`RubricError` lists every problem at once."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RubricError(str(path), ["file not found"]) from None
-    except tomllib.TOMLDecodeError as error:
-        raise RubricError(str(path), [f"not valid TOML: {error}"]) from None
+    data = read_toml(path, RubricError)
     errors: list[str] = []
     for key in data:
         if key not in ("scoring", "steps", "waivers"):

@@ -234,11 +234,11 @@ def _known_names(state: RunState) -> str:
 @pytest.hookimpl(tryfirst=True)  # before -k reads the keywords
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
-    if config.option.list_checks:  # -k still selects what is listed
-        for item in items:
-            info = _info(item)
-            if info is not None:
-                item.extra_keyword_matches.update({info.id, *info.row_ids(), info.step})
+    for item in items:  # -k matches check IDs, rows and steps (also what --list-checks lists)
+        info = _info(item)
+        if info is not None:
+            item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step})
+    if config.option.list_checks:
         return
     seen: dict[str, str] = {}
     plain, checks, deselected = [], [], []
@@ -258,7 +258,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             deselected.append(item)
             continue
         checks.append(item)
-        item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step})
         if config.pluginmanager.hasplugin("allure_pytest"):
             _add_allure_labels(item, info)
     if deselected:

@@ -97,11 +97,14 @@ class _ServiceFactory:
             raise NotApplicable(messages.core("no-service", target=self.target.name, service=service))
         return endpoint
 
-    def _hello(self, service: str, observe) -> Hello:
-        """The service's greeting observation, or its wire error raised for the check to judge.
-        A greeting that is neither positive nor "not now" marks the service down for the run."""
+    def _hello(self, service: str, observe, shown: bool = True) -> Hello:
+        """The service's greeting observation, or its wire error raised for the check to judge
+        (``shown``: with its transcript).  A greeting that is neither positive nor "not now" marks
+        the service down for the run."""
         self.endpoint(service)
-        observed = self.run.shows(observe(service))
+        observed = observe(service)
+        if shown:
+            self.run.shows(observed)
         if observed.error is not None:
             self._record_down(service, str(observed.error))
             raise observed.error
@@ -115,19 +118,21 @@ class _ServiceFactory:
 
     def _usable(self, service: str, observe) -> Hello:
         """The greeting observation of a service that greets positively; else blocked by the
-        greeting check, or "not now" (retried) for a 421 or ``[SYS/TEMP]`` greeting."""
+        greeting check, or "not now" (retried) for a 421 or ``[SYS/TEMP]`` greeting.  A health
+        check: its transcript is shown only when it is what stops this check."""
         failure = self.target_run.failure(service)
         if failure is None:
             try:
-                hello = self._hello(service, observe)
+                hello = self._hello(service, observe, shown=False)
             except WireError:
                 hello = None
             failure = self.target_run.failure(service)
-            if failure is None and hello is not None:
-                temporary = temporary_reason(hello.greeting)
-                if temporary:
-                    raise TemporaryRefusal(temporary)
+            temporary = temporary_reason(hello.greeting) if failure is None and hello is not None else None
+            if failure is None and not temporary:
                 return hello
+            self.run.shows(observe(service))
+            if temporary:
+                raise TemporaryRefusal(temporary)
         raise Blocked(failure.cause, failure.reason)
 
     def _open(self, service: str):
@@ -152,7 +157,9 @@ class SmtpFactory(_ServiceFactory):
 
     def greeted_hello(self, service: str = "smtp") -> SmtpHello:
         """The greeting observation, blocked by the greeting check unless it was 220."""
-        return self._usable(service, self.target_run.smtp_hello)
+        hello = self._usable(service, self.target_run.smtp_hello)
+        self.run.shows(self.target_run.smtp_hello(service))
+        return hello
 
     def connect_to(self, endpoint: Endpoint) -> SmtpSession:
         """A connection to another host (an MX), greeting read; failures are the caller's verdict."""

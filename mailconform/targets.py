@@ -42,14 +42,28 @@ CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class TargetsError(Exception):
-    """A targets file or URL is wrong; ``errors`` lists every problem with its TOML path."""
+class FileProblems(Exception):
+    """A file the grader wrote is wrong; ``errors`` lists every problem with its TOML path."""
 
     def __init__(self, source: str, errors: list[str]):
         self.source = source
         self.errors = errors
         lines = "\n".join(f"  - {e}" for e in errors)
         super().__init__(f"{source}: {len(errors)} problem(s):\n{lines}")
+
+
+class TargetsError(FileProblems):
+    """A targets file or URL is wrong."""
+
+
+def read_toml(path: Path, problem: type[FileProblems], not_found: str = "file not found") -> dict:
+    """The parsed TOML file, or ``problem`` saying it is missing or not TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise problem(str(path), [not_found]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise problem(str(path), [f"not valid TOML: {exc}"]) from None
 
 
 @dataclass(frozen=True)
@@ -342,12 +356,7 @@ def parse_targets(data: dict, base_dir: Path, source: str = "targets", env: Mapp
 
 
 def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, Target]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TargetsError(str(path), ["file not found (give another with --targets-file PATH)"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetsError(str(path), [f"not valid TOML: {exc}"]) from None
+    data = read_toml(path, TargetsError, "file not found (give another with --targets-file PATH)")
     return parse_targets(data, path.resolve().parent, str(path), env)
 
 

@@ -33,11 +33,13 @@ class CheckFailed(AssertionError):
         self.message = message
         self.expected = expected
         self.actual = actual
+        labels = {key: messages.label(key) + ":" for key in ("expected", "actual")}
+        width = max(map(len, labels.values()))
         rows = [message]
         if expected is not None:
-            rows.append(f"{messages.label('expected')}: {expected}")
+            rows.append(f"{labels['expected']:<{width}} {expected}")
         if actual is not None:
-            rows.append(f"{messages.label('actual')}:   {actual}")
+            rows.append(f"{labels['actual']:<{width}} {actual}")
         super().__init__("\n".join(rows))
 
 
