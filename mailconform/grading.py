@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailconform import messages
 from mailconform.checks import SEVERITIES, STEPS
 from mailconform.targets import FileProblems, read_toml
 from mailconform.verdicts import Outcome
@@ -20,6 +21,9 @@ DEFAULT_RUBRIC = Path(__file__).parent / "rubric.toml"
 DEFAULT_WEIGHTS = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}  # when a rubric gives none
 INCONCLUSIVE_POLICIES = ("zero", "exclude", "review")
 UNREACHABLE_POLICIES = ("zero", "review")
+#: Exit status when no check failed but some target could not be judged at all (pytest's own
+#: codes are 0-5): a script must not take an unreachable server for a perfect one.
+EXIT_NOT_JUDGED = 6
 #: How a step's outcome follows from its checks': the first that any check has, in this order.
 STEP_OUTCOME_ORDER = (Outcome.FAIL, Outcome.BLOCKED, Outcome.INCONCLUSIVE, Outcome.WARN, Outcome.PASS)
 
@@ -110,10 +114,11 @@ def _grade_target(rubric: Rubric, target: str, rows: list[dict]) -> dict:
     score = sum(step["score"] for step in steps.values())
     maximum = sum(step["max"] for step in steps.values())
     if unreachable:  # "zero": every step it has counts, none earned; "review": left for the teacher
-        flags.append("nothing could be decided: unreachable?")
+        flags.insert(0, messages.core("flag-unreachable"))
         maximum = sum(rubric.steps[s] for s in steps) if rubric.unreachable == "zero" else 0.0
         score = 0.0
-    return {"score": round(score, 2), "max": round(maximum, 2), "flags": flags, "steps": steps}
+    return {"score": round(score, 2), "max": round(maximum, 2), "judged": not unreachable, "flags": flags,
+            "steps": steps}
 
 
 def _check_row(row: dict, waivers: dict[str, str]) -> dict:
@@ -141,39 +146,88 @@ def _grade_step(rubric: Rubric, step: str, points: float, checks: list[dict], ro
     outcomes = {check["outcome"] for check in checks}
     outcome = next((o.value for o in STEP_OUTCOME_ORDER if o.value in outcomes), Outcome.NOT_APPLICABLE.value)
     if review:
-        flags.append(f"{step}: inconclusive checks, review by hand")
+        flags.append(messages.core("flag-review", step=step))
     if possible == 0:
         return {"outcome": outcome, "score": 0.0, "max": 0.0, "checks": checks}
     return {"outcome": outcome, "score": round(points * earned / possible, 2), "max": points, "checks": checks}
 
 
-def grade_document(rubric: Rubric, grades: dict[str, dict], targets: list, lang: str) -> dict:
-    """The grade JSON: run metadata, then each target's grade."""
-    from datetime import datetime, timezone
+def grade_document(rubric: Rubric, grades: dict[str, dict], targets: list, lang: str, shard: str | None = None,
+                   positions: dict[str, int] | None = None) -> dict:
+    """The grade JSON: run metadata (with the rubric's points per step, so shards can be merged
+    without it), then each target's grade.  ``positions``: each target's place in the whole
+    (unsharded) run, so merged shards list the targets in the order one run would."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         suite_version = version("mailconform")
     except PackageNotFoundError:
         suite_version = "unknown"
+    positions = positions or {t.name: place for place, t in enumerate(targets)}
     return {
-        "run": {"suite_version": suite_version, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "rubric": str(rubric.path), "lang": lang,
-                "targets": {t.name: {"source": t.source or "the system's choice",
+        "run": {"suite_version": suite_version, "time": _now(),
+                "rubric": str(rubric.path), "lang": lang, "shard": shard, "steps": rubric.steps,
+                "targets": {t.name: {"position": positions[t.name], "source": t.source or "the system's choice",
                                      "services": {s: str(e) for s, e in t.services.items()}} for t in targets}},
-        "targets": grades,
+        "targets": {name: grades[name] for name in sorted(grades, key=lambda name: positions.get(name, 0))},
     }
 
 
-def write_csv(path: Path, rubric: Rubric, grades: dict[str, dict]) -> None:
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_csv(path: Path, document: dict) -> None:
     """One row per target: each graded step's points, total, max and flags; UTF-8 with a BOM, so a
-    spreadsheet opens accents intact."""
+    spreadsheet opens accents intact.  The header is in the run's language."""
     import csv
 
-    steps = [step for step in rubric.steps if any(step in grade["steps"] for grade in grades.values())]
-    with path.open("w", encoding="utf-8-sig", newline="") as file:
+    grades = document["targets"]
+    steps = [step for step in document["run"]["steps"] if any(step in grade["steps"] for grade in grades.values())]
+    with messages.speaking(document["run"]["lang"]), path.open("w", encoding="utf-8-sig", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["target", *steps, "total", "max", "flags"])
+        writer.writerow([messages.label("target"), *steps, messages.label("total"), messages.label("max"),
+                         messages.label("flags")])
         for target, grade in grades.items():
             writer.writerow([target, *(grade["steps"][s]["score"] if s in grade["steps"] else "" for s in steps),
                              grade["score"], grade["max"], "; ".join(grade["flags"])])
+
+
+class MergeError(FileProblems):
+    """Grade files that cannot be merged into one."""
+
+
+def merge_documents(documents: dict[str, dict]) -> dict:
+    """One grade document from the shards' (file name → document): the same rubric in all, each
+    target in one only; :class:`MergeError` lists every problem at once."""
+    problems = []
+    runs = {name: document.get("run", {}) for name, document in documents.items()}
+    for name, document in documents.items():
+        if not isinstance(document.get("targets"), dict) or not isinstance(runs[name].get("steps"), dict):
+            problems.append(f"{name}: not a grade file written by --grade-json")
+    if problems:
+        raise MergeError("merge", problems)
+    first, *others = documents
+    for name in others:
+        if runs[name]["steps"] != runs[first]["steps"]:
+            problems.append(f"{name}: graded with another rubric than {first} (points per step differ)")
+    owner: dict[str, str] = {}
+    for name, document in documents.items():
+        for target in document["targets"]:
+            if target in owner:
+                problems.append(f"{name}: target {target} is graded in {owner[target]} too")
+            owner.setdefault(target, name)
+    if problems:
+        raise MergeError("merge", problems)
+    metadata = {target: data for run in runs.values() for target, data in run.get("targets", {}).items()}
+    grades = {target: grade for document in documents.values() for target, grade in document["targets"].items()}
+    order = sorted(grades, key=lambda target: metadata.get(target, {}).get("position", 0))
+    return {
+        "run": {**runs[first], "time": _now(), "shard": None, "merged_from": [
+                    {"file": name, "shard": run.get("shard"), "time": run.get("time"),
+                     "suite_version": run.get("suite_version")} for name, run in runs.items()],
+                "targets": {target: metadata[target] for target in order if target in metadata}},
+        "targets": {target: grades[target] for target in order},
+    }

@@ -19,11 +19,14 @@ from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_se
 from mailconform.discovery import Discovery, discover
 from mailconform.discovery import apply as apply_discovery
 from mailconform.dns import DnsFailure, Lookup
-from mailconform.grading import DEFAULT_RUBRIC, Rubric, RubricError, grade, grade_document, load_rubric, write_csv
+from mailconform.grading import DEFAULT_RUBRIC, EXIT_NOT_JUDGED, Rubric, RubricError, grade, grade_document, load_rubric, write_csv
 from mailconform.mailbox import Mailbox
+from mailconform.scheduling import Shard, target_of
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure, TargetRun
-from mailconform.targets import Target, TargetsError, load_targets, resolve_targets, target_table
+from mailconform.targets import (
+    Target, TargetsError, load_targets, load_targets_file, resolve_targets, target_table,
+)
 from mailconform.verdicts import (
     Blocked, CheckContext, CheckFailed, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, current_check,
 )
@@ -32,10 +35,7 @@ from mailconform.wire.budget import BudgetExceeded
 
 TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
-DISCOVERIES = "mailconform_discoveries"
-#: Exit status when no check failed but some target could not be judged at all (pytest's own
-#: codes are 0-5): a script must not take an unreachable server for a perfect one.
-EXIT_NOT_JUDGED = 6  # what the controller found on mail:// targets, for the workers
+DISCOVERIES = "mailconform_discoveries"  # what the controller found on mail:// targets, for the workers
 
 
 @dataclass
@@ -48,6 +48,8 @@ class RunState:
     steps: set[str] = field(default_factory=set)
     runs: dict[str, TargetRun] = field(default_factory=dict)
     rubric: Rubric | None = None
+    shard: Shard | None = None
+    positions: dict[str, int] = field(default_factory=dict)  # each target's place in the unsharded run
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -91,6 +93,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write each target's grade (run metadata, score per step and check) to this JSON file.")
     group.addoption("--grade-csv", default=None, metavar="PATH",
                     help="write one row per target (points per step, total, max, flags) to this CSV file.")
+    group.addoption("--shard", default=None, metavar="K/N",
+                    help="run only the K-th of N shares of the targets (round robin in the order given, so every "
+                         "machine or CI job of a class gets its own); merge the grade files with mailconform merge.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -116,9 +121,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(Results(config), "mailconform-results")
     try:
+        shard = Shard.parse(option.shard) if option.shard else None
         state.targets = resolve_targets(option.target, targets_file)
-    except TargetsError as error:
+    except (TargetsError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
+    state.positions = {target.name: place for place, target in enumerate(state.targets)}
+    if shard is not None:
+        state.shard, state.targets = shard, shard.of(state.targets)
     _look_at_whole_servers(config, state)
     if option.save_target:
         _save_target(option.save_target, state)
@@ -163,9 +172,12 @@ def _split(values: list[str]) -> list[str]:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     if not state.targets:
-        return []
+        return [messages.core("shard", shard=state.shard, count=0, total=len(state.positions))] if state.shard else []
     from_file = any(not target.from_url for target in state.targets)
     lines = [f"mailconform: {len(state.targets)} target(s)" + (f" (targets file {state.targets_file})" if from_file else "")]
+    if state.shard:
+        lines.append("  " + messages.core("shard", shard=state.shard, count=len(state.targets),
+                                          total=len(state.positions)))
     for target in state.targets:
         lines.append(f"  {target.summary()}")
         found = state.discoveries.get(target.name)
@@ -225,10 +237,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _known_names(state: RunState) -> str:
     try:
-        names = list(load_targets(state.targets_file))
+        names = load_targets_file(state.targets_file).names()
     except TargetsError:
         return f"{state.targets_file} could not be read"
-    return f"known in {state.targets_file.name}: {', '.join(names) or 'none'}"
+    return f"known in {state.targets_file.name}: {names}"
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k reads the keywords
@@ -248,6 +260,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             plain.append(item)
             continue
         if not state.targets:
+            if state.shard:  # a shard with no target left: nothing to do, and that is fine
+                deselected.append(item)
+                continue
             raise pytest.UsageError(
                 f"no target: run e.g. pytest --target=NAME or --target=smtp://host ({_known_names(state)})")
         function = item.nodeid.split("[")[0]
@@ -528,7 +543,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
               "variant": item.callspec.params.get("variant"),
               "endpoint": item.callspec.params.get("endpoint"), "step": info.step, "severity": info.severity,
               "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
-              **item.stash[RESULT]}
+              "title": info.title, "fix": info.fix or None, **item.stash[RESULT]}
     del item.stash[RESULT]
     report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
     _attach_to_allure(item, info, run, Outcome(result["outcome"]), result["message"])
@@ -556,30 +571,72 @@ def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome
 # --------------------------------------------------------------------------- results
 
 class Results:
-    """Collects every check's verdict (also from xdist workers) and writes the summaries."""
+    """Collects every check's verdict (also from xdist workers), says when a target is done, and
+    writes the summaries and grade files."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.results: list[dict] = []
         self.grades: dict[str, dict] = {}
+        self.expected: Counter = Counter()   # target → how many checks it runs
+        self.reported: Counter = Counter()   # target → how many have a verdict
+
+    @property
+    def state(self) -> RunState:
+        return self.config.stash[STATE]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not hasattr(self.config, "workerinput"):
+            self._expect(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist, on the controller: every worker collects the same
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        if not self.expected:
+            self._expect(ids)
+
+    def _expect(self, nodeids) -> None:
+        names = [target.name for target in self.state.targets]
+        self.expected = Counter(name for name in map(lambda nodeid: target_of(nodeid, names), nodeids) if name)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY:
-                self.results.append(json.loads(value))
+                result = json.loads(value)
+                self.results.append(result)
+                self._progress(result["target"])
+
+    def _progress(self, target: str) -> None:
+        """With several targets, one line as each is done: its score and how the class is going."""
+        self.reported[target] += 1
+        if len(self.expected) < 2 or self.reported[target] != self.expected[target]:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        done = sum(1 for name, count in self.expected.items() if self.reported[name] >= count)
+        running = sum(1 for name in self.reported if self.reported[name] < self.expected[name])
+        grade_ = grade(self.state.rubric, [r for r in self.results if r["target"] == target]).get(target)
+        if getattr(reporter._tw, "width_of_current_line", 0):  # after -q's dots, on a line of its own
+            reporter._tw.line()
+        reporter.write_line(messages.core(
+            "progress", done=done, total=len(self.expected), target=target, score=f"{grade_['score']:g}",
+            max=f"{grade_['max']:g}", running=running, left=len(self.expected) - done - running))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # under xdist, the controller has every result
             return
-        option, state = self.config.option, self.config.stash[STATE]
+        option, state = self.config.option, self.state
         if option.results_json:
             Path(option.results_json).write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
         self.grades = grade(state.rubric, self.results)
+        document = grade_document(state.rubric, self.grades, state.targets, option.lang,
+                                  str(state.shard) if state.shard else None, state.positions)
         if option.grade_json:
-            document = grade_document(state.rubric, self.grades, state.targets, option.lang)
             Path(option.grade_json).write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
         if option.grade_csv:
-            write_csv(Path(option.grade_csv), state.rubric, self.grades)
+            write_csv(Path(option.grade_csv), document)
+        if state.shard and not state.targets and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK
         if session.exitstatus == pytest.ExitCode.OK and self.not_judged():
             session.exitstatus = EXIT_NOT_JUDGED
 
@@ -594,13 +651,13 @@ class Results:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results:
             terminalreporter.write_sep("=", "mailconform verdicts")
-            terminalreporter.write_line(report.summary_table(self.results))
-            for target, grade_ in self.grades.items():
-                flags = f" — {'; '.join(grade_['flags'])}" if grade_["flags"] else ""
-                terminalreporter.write_line(f"{'SCORE':13} {target}: {grade_['score']:g} / {grade_['max']:g}{flags}")
-        for name, found in self.config.stash[STATE].discoveries.items():
+            for line in report.summary(self.results, self.grades, [t.name for t in self.state.targets]):
+                terminalreporter.write_line(line)
+        for name, found in self.state.discoveries.items():
             for service, why in found.closed.items():
-                terminalreporter.write_line(f"{'NOT OFFERED':13} {name} {service}: {why} (the lab expects it)")
+                terminalreporter.write_line(f"{messages.label('not-offered'):13} "
+                                            f"{messages.core('not-offered', target=name, service=service, why=why)}")
         for name, count in self.not_judged().items():
             outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(count.items()))
-            terminalreporter.write_line(f"{'NOT JUDGED':13} {messages.core('not-judged', target=name, outcomes=outcomes)}")
+            terminalreporter.write_line(f"{messages.label('not-judged'):13} "
+                                        f"{messages.core('not-judged', target=name, outcomes=outcomes)}")

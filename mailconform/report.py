@@ -6,7 +6,7 @@ import inspect
 from collections import Counter, defaultdict
 
 from mailconform import messages
-from mailconform.checks import CheckInfo
+from mailconform.checks import STEPS, CheckInfo
 from mailconform.verdicts import Outcome
 
 _COLUMNS = [o.value for o in Outcome]
@@ -30,19 +30,66 @@ def description(info: CheckInfo, outcome: Outcome, message: str) -> str:
     return "\n".join(rows)
 
 
-def summary_table(results: list[dict]) -> str:
-    """One row per target and lab step: how many checks ended in each outcome; then what failed."""
+#: What a summary lists first, and how many findings it shows per target.  A blocked check is left
+#: out: what blocked it is listed.
+_FINDING_ORDER = ("fail", "warn", "inconclusive")
+_SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+TOP_FINDINGS = 5
+
+
+def summary(results: list[dict], grades: dict[str, dict], targets: list[str]) -> list[str]:
+    """The end-of-run summary: per target (in the order of ``targets``) one row per lab step
+    (outcome, points, how many checks ended in each outcome), its score, then its top findings
+    with the fix."""
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for result in results:
         counts[(result["target"], result["step"])][result["outcome"]] += 1
-    header = ["target", "step", *_COLUMNS]
-    rows = [header] + [[t, s, *(str(c[o] or "") for o in _COLUMNS)] for (t, s), c in sorted(counts.items())]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    problems = [r for r in results if r["outcome"] in ("fail", "inconclusive", "blocked")]
-    if problems:
-        lines.append("")
-        for r in problems:
-            first_line = (r["message"].splitlines() or [""])[0]
-            lines.append(f"{r['outcome'].upper():13} {r['target']} {r['check']}: {first_line}")
-    return "\n".join(lines)
+    header = [messages.label("target"), messages.label("step"), messages.label("outcome"),
+              messages.label("points"), *_COLUMNS]
+    rows: list[list[str] | str] = [header]
+    targets = [target for target in targets if any(result["target"] == target for result in results)]
+    for target in targets:
+        steps = grades.get(target, {}).get("steps", {})
+        for step in (step for step in STEPS if (target, step) in counts):  # in lab order
+            count = counts[(target, step)]
+            graded = steps.get(step)
+            points = f"{graded['score']:g} / {graded['max']:g}" if graded else "-"
+            outcome = graded["outcome"] if graded else _step_outcome(count)
+            rows.append([target, step, outcome, points, *(str(count[o] or "") for o in _COLUMNS)])
+        rows.append(score_line(target, grades.get(target)))
+    table = [row for row in rows if isinstance(row, list)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [row if isinstance(row, str) else "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+             for row in rows]
+    for target in targets:
+        lines += findings(target, [r for r in results if r["target"] == target])
+    return lines
+
+
+def score_line(target: str, grade: dict | None) -> str:
+    if grade is None:
+        return f"{messages.label('score'):13} {target}: -"
+    flags = f" — {'; '.join(grade['flags'])}" if grade["flags"] else ""
+    return f"{messages.label('score'):13} {target}: {grade['score']:g} / {grade['max']:g}{flags}"
+
+
+def _step_outcome(count: Counter) -> str:
+    return next((o for o in ("fail", "blocked", "inconclusive", "warn", "pass") if count[o]), "not_applicable")
+
+
+def findings(target: str, results: list[dict]) -> list[str]:
+    """The target's most important findings: failures by severity, then warnings, then what could
+    not be decided; each with its first message line and the fix."""
+    found = sorted((r for r in results if r["outcome"] in _FINDING_ORDER),
+                   key=lambda r: (_FINDING_ORDER.index(r["outcome"]), _SEVERITY_ORDER.index(r["severity"])))
+    if not found:
+        return []
+    lines = [""]
+    for r in found[:TOP_FINDINGS]:
+        first_line = (r["message"].splitlines() or [""])[0]
+        lines.append(f"{r['outcome'].upper():13} {target} {r['check']}: {first_line}")
+        if r["outcome"] in ("fail", "warn") and r.get("fix"):
+            lines.append(f"{'':13} {messages.label('fix')}: {r['fix']}")
+    if len(found) > TOP_FINDINGS:
+        lines.append(f"{'':13} {messages.core('more-findings', count=len(found) - TOP_FINDINGS, target=target)}")
+    return lines

@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 
+from mailconform import roster
+
 #: Every service a target may offer, with its standard port.
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType(
     {"smtp": 25, "smtps": 465, "submission": 587, "pop3": 110, "pop3s": 995, "imap": 143, "imaps": 993}
@@ -62,6 +64,10 @@ def read_toml(path: Path, problem: type[FileProblems], not_found: str = "file no
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise problem(str(path), [not_found]) from None
+    except IsADirectoryError:
+        raise problem(str(path), ["is a directory, not a file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise problem(str(path), [f"cannot be read as UTF-8 text ({getattr(exc, 'strerror', None) or exc})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise problem(str(path), [f"not valid TOML: {exc}"]) from None
 
@@ -125,6 +131,7 @@ class Target:
     from_url: bool = False      # given as a URL: advice names URL parameters and variables, not keys
     discover: bool = False      # mail://: the services are candidates, looked at once (discovery.py)
     notes: tuple[str, ...] = ()  # defaults the URL chose, said in the header
+    origin: str = ""            # where its keys are written ("targets.NAME", a roster's line), for messages
 
     def endpoint(self, service: str) -> Endpoint | None:
         return self.services.get(service)
@@ -154,6 +161,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.paths: dict[str, str] = {}  # target → where its errors point, when not targets.NAME
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
@@ -287,8 +295,9 @@ def _parse_tls(c: _Collector, table: Any, path: str, base_dir: Path) -> TlsSetti
     )
 
 
-def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Mapping[str, str]) -> Target | None:
-    path = f"targets.{name}"
+def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Mapping[str, str],
+                  path: str | None = None) -> Target | None:
+    path = path or f"targets.{name}"
     if not c.table(table, _TARGET_KEYS, path):
         return None
     host = c.get(table, "host", str, path)
@@ -326,6 +335,7 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         services=MappingProxyType(_parse_services(c, table.get("services", {}), host, f"{path}.services")),
         tls=_parse_tls(c, table.get("tls", {}), f"{path}.tls", base_dir),
         account=account,
+        origin=path,
     )
 
 
@@ -337,27 +347,97 @@ def _max_connections(c: _Collector, table: dict, path: str) -> int:
     return value
 
 
-def parse_targets(data: dict, base_dir: Path, source: str = "targets", env: Mapping[str, str] = os.environ) -> dict[str, Target]:
+@dataclass(frozen=True)
+class TargetsFile:
+    """What a targets file defines: its targets (roster rows among them) and the names that stand
+    for several targets (its groups and rosters), each with its members' names in order."""
+
+    targets: dict[str, Target]
+    groups: dict[str, tuple[str, ...]]
+
+    def names(self) -> str:
+        """The names a ``--target`` may give, for a message."""
+        return ", ".join([*self.targets, *self.groups]) or "none"
+
+
+def parse_targets_file(data: dict, base_dir: Path, source: str = "targets",
+                       env: Mapping[str, str] = os.environ) -> TargetsFile:
     """Validate a parsed TOML document; raise :class:`TargetsError` listing every problem."""
     c = _Collector()
-    c.unknown_keys(data, {"targets"}, "(top level)")
-    tables = data.get("targets", {})
+    c.unknown_keys(data, {"targets", "groups", "templates", "rosters"}, "(top level)")
     targets: dict[str, Target] = {}
+    tables = data.get("targets", {})
     if not isinstance(tables, dict):
         c.error("targets", "expected tables like [targets.NAME]")
-    else:
-        for name, table in tables.items():
-            target = _parse_target(c, name, table, base_dir, env)
-            if target is not None:
-                targets[name] = target
+        tables = {}
+    tables = dict(tables)  # roster rows join them
+    rows: dict[str, list[str]] = {}
+    kinds = roster.column_kinds(_TARGET_KEYS, set(DEFAULT_PORTS), _TLS_KEYS, _ACCOUNT_KEYS)
+    rosters = data.get("rosters", {})
+    if not isinstance(rosters, dict):
+        c.error("rosters", 'expected tables like [rosters.NAME] with file = "CSV file" and template = "NAME"')
+        rosters = {}
+    for name, table in rosters.items():
+        rows[name] = []
+        for row, where, row_table in roster.expand(name, table, data.get("templates"), base_dir, kinds, c.error):
+            if row in tables or any(row in names for names in rows.values()):
+                c.error(where, f"the target {row} is defined twice")
+            else:
+                tables[row] = row_table
+                rows[name].append(row)
+                c.paths[row] = where
+    for name, table in tables.items():
+        target = _parse_target(c, name, table, base_dir, env, c.paths.get(name))
+        if target is not None:
+            targets[name] = target
+    groups = _parse_groups(c, data.get("groups", {}), set(tables), rows)
     if c.errors:
         raise TargetsError(source, c.errors)
-    return targets
+    return TargetsFile(targets, groups)
+
+
+def _parse_groups(c: _Collector, table: Any, targets: set[str], rosters: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """``[groups] NAME = ["alumno01", "clase-b", …]``: targets, rosters or other groups, flattened."""
+    if not isinstance(table, dict):
+        c.error("groups", 'expected a table of NAME = ["target", …]')
+        return {}
+    groups: dict[str, tuple[str, ...]] = {name: tuple(rows) for name, rows in rosters.items()}
+    pending = dict(table)
+    for name, members in pending.items():
+        if name in targets or name in rosters:
+            c.error(f"groups.{name}", "a target or roster already has this name")
+        elif not (isinstance(members, list) and members and all(isinstance(m, str) for m in members)):
+            c.error(f"groups.{name}", f"expected a list of target names, got {members!r}")
+    while pending:  # a group may name a group defined after it; a cycle never resolves
+        resolved = {name: members for name, members in pending.items() if isinstance(members, list) and all(
+            not isinstance(m, str) or m in targets or m in groups for m in members)}
+        if not resolved:
+            break
+        for name, members in resolved.items():
+            del pending[name]
+            flat = [t for m in members if isinstance(m, str) for t in groups.get(m, (m,))]
+            groups.setdefault(name, tuple(dict.fromkeys(flat)))
+    for name, members in pending.items():
+        if isinstance(members, list):
+            unknown = [m for m in members if isinstance(m, str) and m not in targets and m not in groups
+                       and m not in pending]
+            why = f"unknown target(s) {', '.join(unknown)}" if unknown else "the groups name each other in a circle"
+            c.error(f"groups.{name}", why)
+    return groups
+
+
+def parse_targets(data: dict, base_dir: Path, source: str = "targets", env: Mapping[str, str] = os.environ) -> dict[str, Target]:
+    """The targets a parsed TOML document defines (see :func:`parse_targets_file`)."""
+    return parse_targets_file(data, base_dir, source, env).targets
+
+
+def load_targets_file(path: Path, env: Mapping[str, str] = os.environ) -> TargetsFile:
+    data = read_toml(path, TargetsError, "file not found (give another with --targets-file PATH)")
+    return parse_targets_file(data, path.resolve().parent, str(path), env)
 
 
 def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, Target]:
-    data = read_toml(path, TargetsError, "file not found (give another with --targets-file PATH)")
-    return parse_targets(data, path.resolve().parent, str(path), env)
+    return load_targets_file(path, env).targets
 
 
 # --------------------------------------------------------------------------- URL targets
@@ -578,7 +658,7 @@ def ca_file_problem(path: Path) -> str | None:
 
 
 def _named_setup_problems(target: Target, env: Mapping[str, str]) -> list[str]:
-    path = f"targets.{target.name}"
+    path = target.origin or f"targets.{target.name}"
     problems = []
     account = target.account
     if account is not None and account.user_env and account.user is None:
@@ -601,7 +681,8 @@ def _url_setup_problems(target: Target, env: Mapping[str, str]) -> list[str]:
 
 
 def resolve_targets(specs: list[str], targets_file: Path, env: Mapping[str, str] = os.environ) -> list[Target]:
-    """Turn ``--target`` values (names, URLs, comma lists) into targets, in the order given.
+    """Turn ``--target`` values (names, groups, rosters, URLs, comma lists) into targets, in the
+    order given; a target named twice runs once.
 
     Before any connection, the grader's set-up of the *selected* targets is checked: every
     ``user_env``/``password_env`` (or ``MAILCONFORM_PASSWORD`` for a ``user@`` URL) set, every
@@ -610,9 +691,10 @@ def resolve_targets(specs: list[str], targets_file: Path, env: Mapping[str, str]
     password.  A broken targets file is reported as :func:`load_targets` does."""
     # Redacted before splitting: a password holding a comma must not leak as a "target name".
     wanted = [s.strip() for spec in specs for s in redact_url(spec).split(",") if s.strip()]
-    named = {}
+    named = TargetsFile({}, {})
     if any(not is_url(s) for s in wanted):
-        named = load_targets(targets_file, env)
+        named = load_targets_file(targets_file, env)
+    wanted = [name for spec in wanted for name in named.groups.get(spec, (spec,))]  # a group: its members
     resolved: list[Target] = []
     problems: list[str] = []
     in_file = False  # does a problem concern the targets file (rather than a URL alone)?
@@ -624,13 +706,12 @@ def resolve_targets(specs: list[str], targets_file: Path, env: Mapping[str, str]
                 problems += [f"{error.source}: {e}" for e in error.errors if f"{error.source}: {e}" not in problems]
                 continue
             found = [] if target in resolved else _url_setup_problems(target, env)
-        elif spec in named:
-            target = named[spec]
+        elif spec in named.targets:
+            target = named.targets[spec]
             found = [] if target in resolved else _named_setup_problems(target, env)
             in_file = in_file or bool(found)
         else:
-            known = ", ".join(named) or "none"
-            problem = f"unknown target {spec!r} (known: {known}; or give a URL like smtp://host)"
+            problem = f"unknown target {spec!r} (known: {named.names()}; or give a URL like smtp://host)"
             if problem not in problems:
                 problems.append(problem)
             in_file = True

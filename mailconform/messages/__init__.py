@@ -13,6 +13,7 @@ breaks a grading run; the self-tests make sure none is missing for the bundled s
 from __future__ import annotations
 
 import tomllib
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
@@ -86,6 +87,16 @@ def advice(from_url: bool, key: str, **fields) -> str:
     """A core sentence that tells the user to set something, naming where they set it: the URL
     (its parameters, ``MAILCONFORM_*`` variables) for a URL target, else the targets file."""
     return core(f"{key}-url" if from_url else key, **fields)
+
+
+@contextmanager
+def speaking(lang: str):
+    """Within the block, sentences are in ``lang`` (a file written in another run's language)."""
+    token = language.set(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+    try:
+        yield
+    finally:
+        language.reset(token)
 
 
 def label(key: str) -> str:

@@ -189,7 +189,9 @@ def test_grade_files_and_the_score_line(lab):
     result = run(lab, "--target", "lab", "--grade-json", "grades.json", "--grade-csv", "grades.csv")
     result.stdout.fnmatch_lines(["SCORE         lab: 10 / 15"])  # A1.smtp-session 5 of 10, A1.mx 5 of 5
     document = json.loads((lab.path / "grades.json").read_text())
-    assert set(document["run"]) == {"suite_version", "time", "rubric", "lang", "targets"}
+    assert set(document["run"]) == {"suite_version", "time", "rubric", "lang", "shard", "steps", "targets"}
+    assert document["run"]["shard"] is None and document["run"]["steps"]["A1.smtp-session"] == 10
+    assert document["targets"]["lab"]["judged"] is True
     assert document["run"]["targets"]["lab"]["services"] == {"smtp": "127.0.0.1:1", "pop3": "127.0.0.1:1"}
     step = document["targets"]["lab"]["steps"]["A1.smtp-session"]
     assert (step["outcome"], step["score"], step["max"]) == ("fail", 5.0, 10)

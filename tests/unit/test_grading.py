@@ -1,10 +1,16 @@
 """Grading arithmetic and every rubric policy: weights, warnings, inconclusive, unreachable, waivers."""
 
 import csv
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
-from mailconform.grading import DEFAULT_RUBRIC, RubricError, grade, load_rubric, write_csv
+from mailconform import messages
+from mailconform.grading import (
+    DEFAULT_RUBRIC, MergeError, RubricError, grade, grade_document, load_rubric, merge_documents, write_csv,
+)
+from mailconform.scheduling import Shard
 
 
 def rubric_file(tmp_path, scoring="", waivers=""):
@@ -84,12 +90,80 @@ def test_every_rubric_problem_is_reported_at_once_with_its_path(tmp_path):
         "steps.A9.nowhere", "steps.A1.mx", "waivers.t.a"]
 
 
+def _document(rubric, grades, lang="en", shard=None, positions=None):
+    targets = [SimpleNamespace(name=name, source=None, services={}) for name in grades]
+    return grade_document(rubric, grades, targets, lang, shard, positions)
+
+
 def test_the_csv_has_one_row_per_target_and_opens_with_accents_intact(tmp_path):
     rubric = rubric_file(tmp_path)
     grades = grade(rubric, [row("a", "pass", target="alumnoñ"), row("m", "fail", step="A1.mx", target="alumnoñ")])
     path = tmp_path / "grades.csv"
-    write_csv(path, rubric, grades)
+    write_csv(path, _document(rubric, grades))
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # the BOM spreadsheets look for
     rows = list(csv.reader(path.open(encoding="utf-8-sig")))
     assert rows == [["target", "A1.smtp-session", "A1.mx", "total", "max", "flags"],
                     ["alumnoñ", "10.0", "0.0", "10.0", "16.0", ""]]
+
+
+def test_grade_files_speak_the_runs_language(tmp_path):
+    rubric = rubric_file(tmp_path)
+    with messages.speaking("es"):
+        grades = grade(rubric, [row("a", "inconclusive"), row("b", "blocked")])
+    path = tmp_path / "notas.csv"
+    write_csv(path, _document(rubric, grades, lang="es"))
+    header, first = csv.reader(path.open(encoding="utf-8-sig"))
+    assert header == ["servidor", "A1.smtp-session", "total", "máximo", "avisos"]
+    assert first[-1] == "no se pudo decidir nada: ¿inalcanzable?; A1.smtp-session: comprobaciones no concluyentes, revisar a mano"
+
+
+CLASS = [row("a", "pass", target=t) for t in ("s1", "s2", "s3")] + [row("b", "fail", target="s2"),
+                                                                   row("m", "warn", step="A1.mx", target="s3")]
+
+
+def test_merged_shards_equal_the_whole_run(tmp_path):
+    rubric = rubric_file(tmp_path)
+    names = ["s1", "s2", "s3"]
+    positions = {name: place for place, name in enumerate(names)}
+    whole = _document(rubric, grade(rubric, CLASS))
+    shards = {}
+    for index in (1, 2):
+        mine = Shard(index, 2).of(names)
+        shards[f"shard{index}.json"] = _document(rubric, grade(rubric, [r for r in CLASS if r["target"] in mine]),
+                                                 shard=f"{index}/2", positions=positions)
+    merged = merge_documents(shards)
+    assert merged["targets"] == whole["targets"] and list(merged["targets"]) == names
+    assert [m["shard"] for m in merged["run"]["merged_from"]] == ["1/2", "2/2"]
+    write_csv(tmp_path / "whole.csv", whole)
+    write_csv(tmp_path / "merged.csv", merged)
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "merged.csv").read_bytes()
+
+
+def test_shards_that_cannot_be_merged_say_why(tmp_path):
+    rubric = rubric_file(tmp_path)
+    one = _document(rubric, grade(rubric, CLASS))
+    two = _document(replace(rubric, steps={"A1.mx": 1}), grade(rubric, CLASS[:1]))
+    with pytest.raises(MergeError) as caught:
+        merge_documents({"a.json": one, "b.json": two, "c.json": {"results": []}})
+    assert caught.value.errors == ["c.json: not a grade file written by --grade-json"]
+    with pytest.raises(MergeError) as caught:
+        merge_documents({"a.json": one, "b.json": two})
+    assert caught.value.errors == ["b.json: graded with another rubric than a.json (points per step differ)",
+                                   "b.json: target s1 is graded in a.json too"]
+
+
+@pytest.mark.parametrize("text, error", [("0/3", True), ("4/3", True), ("2", True), ("a/b", True), ("2/3", False)])
+def test_shard_syntax(text, error):
+    if error:
+        with pytest.raises(ValueError, match="expected K/N with 1 <= K <= N"):
+            Shard.parse(text)
+    else:
+        assert str(Shard.parse(text)) == "2/3"
+
+
+def test_shards_split_the_targets_round_robin_and_together_cover_them_once():
+    names = [f"alumno{n:02}" for n in range(1, 8)]
+    shares = [Shard(k, 3).of(names) for k in (1, 2, 3)]
+    assert shares[0] == ["alumno01", "alumno04", "alumno07"]
+    assert sorted(sum(shares, [])) == names and {len(s) for s in shares} == {2, 3}
+    assert Shard(5, 9).of(names[:3]) == []
