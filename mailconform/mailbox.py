@@ -17,7 +17,7 @@ from mailconform.probes import ProbeMessage
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure
 from mailconform.verdicts import Blocked, CheckFailed, NotApplicable, require
-from mailconform.wire import Pop3Session, SmtpReply, SmtpSession
+from mailconform.wire import Pop3Session, SmtpReply, SmtpSession, WireError
 
 FIRST_LOOK_PAUSE = 0.25  # seconds before the second look; doubled after each look
 MAX_LOOK_PAUSE = 4.0
@@ -77,10 +77,16 @@ class Mailbox:
             raise NotApplicable(refusal)
         message = ProbeMessage.new(self.target.sender, self.target.account.address)
         session = self.smtp.session()
-        require(session.mail(message.sender), 250, by="smtp.session.mail-from")
-        require(session.rcpt(message.recipient), 250, 251, by="smtp.session.rcpt-to")
-        require(session.data(), 354, by="smtp.session.data")
-        require(self.transmit(session, message), 250, by="smtp.session.end-of-data")
+        steps = (("smtp.session.mail-from", lambda: session.mail(message.sender), (250,)),
+                 ("smtp.session.rcpt-to", lambda: session.rcpt(message.recipient), (250, 251)),
+                 ("smtp.session.data", session.data, (354,)),
+                 ("smtp.session.end-of-data", lambda: self.transmit(session, message), (250,)))
+        for judge, send, codes in steps:  # what breaks here is that check's finding, not this one's
+            try:
+                reply = send()
+            except WireError as error:
+                raise Blocked(judge, str(error)) from None
+            require(reply, *codes, by=judge)
         session.finish()
         return message
 

@@ -32,6 +32,8 @@ from mailconform.verdicts import (
 )
 from mailconform.wire import ConnectFailed, ReplyTimeout, TlsFailed, WireError
 from mailconform.wire.budget import BudgetExceeded
+from mailconform.wire.secret import register as register_secret
+from mailconform.wire.transcript import shown
 
 TARGET_PARAM = "target"  # parametrized by target *name*: reports never hold a password
 RESULT_PROPERTY = "mailconform"
@@ -126,6 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except (TargetsError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     state.positions = {target.name: place for place, target in enumerate(state.targets)}
+    for target in state.targets:  # hidden from now on, even where a server echoes them
+        if target.account and target.account.password:
+            register_secret(target.account.password, target.account.user)
     if shard is not None:
         state.shard, state.targets = shard, shard.of(state.targets)
     _look_at_whole_servers(config, state)
@@ -491,7 +496,10 @@ def _conclude(item: pytest.Item, error: BaseException | None) -> BaseException |
         outcome, message, replacement = (Outcome.WARN if run.warnings else Outcome.PASS), "; ".join(run.warnings), None
     else:
         outcome, message, replacement = _classify(error, _info(item))
-    item.stash[RESULT] = {"outcome": outcome.value, "message": message}
+        if isinstance(error, ReplyTimeout) and error.stalled and error.service:
+            # One stall per service: the checks after this one are blocked by it, not timed out again.
+            run.target_run.record(error.service, Failure(run.row_id, str(error)))
+    item.stash[RESULT] = {"outcome": outcome.value, "message": shown(message)}
     return replacement
 
 
@@ -501,6 +509,9 @@ def _classify(error: BaseException, info: CheckInfo) -> tuple[Outcome, str, Base
         return Outcome.FAIL, str(error), None
     if isinstance(error, TlsFailed) and info.tls_failure_is_finding:
         return Outcome.FAIL, str(error), CheckFailed(str(error))
+    if isinstance(error, ReplyTimeout) and error.stalled:
+        message = messages.core("stalled", error=error)
+        return Outcome.FAIL, message, CheckFailed(message)
     if isinstance(error, Inconclusive) or _undecided(error):
         return Outcome.INCONCLUSIVE, str(error), pytest.skip.Exception(messages.core("skip-inconclusive", why=error))
     if isinstance(error, NotApplicable):
@@ -532,26 +543,61 @@ def _undecided(error: BaseException) -> bool:
     return False
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # innermost: other plugins (allure, JUnit) read what is set here
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report_ = yield
     info = _info(item)
-    if info is None or RESULT not in item.stash:
+    if info is None or RUN not in item.stash:
         return report_
     run = item.stash[RUN]
-    result = {"target": _target_name(item), "check": run.row_id, "id": info.id,
-              "variant": item.callspec.params.get("variant"),
-              "endpoint": item.callspec.params.get("endpoint"), "step": info.step, "severity": info.severity,
-              "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
-              "title": info.title, "fix": info.fix or None, **item.stash[RESULT]}
-    del item.stash[RESULT]
-    report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
-    _attach_to_allure(item, info, run, Outcome(result["outcome"]), result["message"])
-    if result["outcome"] == Outcome.FAIL.value:
-        report_.sections.append(("mailconform", report.failure_details(info)))
-    for transcript in run.transcripts:
-        report_.sections.append((f"transcript {transcript.title}", transcript.render(timestamps=True)))
+    result = item.stash.get(RESULT, None)
+    if result is not None:
+        del item.stash[RESULT]
+        result = {"target": _target_name(item), "check": run.row_id, "id": info.id,
+                  "variant": item.callspec.params.get("variant"),
+                  "endpoint": item.callspec.params.get("endpoint"), "step": info.step, "severity": info.severity,
+                  "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
+                  "title": info.title, "fix": info.fix or None, **result}
+        report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
+        _attach_to_allure(item, info, run, Outcome(result["outcome"]), result["message"])
+        if result["outcome"] == Outcome.FAIL.value:
+            report_.sections.append(("mailconform", report.failure_details(info)))
+        for transcript in run.transcripts:
+            report_.sections.append((f"transcript {transcript.title}", transcript.render(timestamps=True)))
+    _show_safely(item, report_, call, result)
     return report_
+
+
+def _show_safely(item: pytest.Item, report_: pytest.TestReport, call: pytest.CallInfo, result: dict | None) -> None:
+    """What pytest, JUnit and allure show of a check: no password (even one a server echoed), no
+    raw control character; a verdict as the grader reads it, not as Python frames (``--tb`` other
+    than the default still shows them), and a skip pointing at the check, not at this plugin."""
+    if call.excinfo is not None:
+        _scrub_exception(call.excinfo.value)
+    report_.sections = [(title, shown(text)) for title, text in report_.sections]
+    longrepr = report_.longrepr
+    if longrepr is None:
+        return
+    if report_.skipped and isinstance(longrepr, tuple):
+        path, line = _check_location(item)
+        report_.longrepr = (path, line, shown(longrepr[2]))
+    elif result is not None and result["outcome"] == Outcome.FAIL.value and item.config.option.tbstyle == "auto":
+        report_.longrepr = f"{result['check']} [{result['target']}]: {result['title']}\n{shown(result['message'])}"
+    else:
+        report_.longrepr = shown(str(longrepr))
+
+
+def _scrub_exception(error: BaseException) -> None:
+    """Hide passwords and control characters in the exception other plugins format themselves."""
+    if isinstance(error, pytest.skip.Exception):
+        error.msg = shown(error.msg)
+    else:
+        error.args = tuple(shown(arg) if isinstance(arg, str) else arg for arg in error.args)
+
+
+def _check_location(item: pytest.Item) -> tuple[str, int]:
+    path, line, _ = item.reportinfo()
+    return str(path), (line or 0) + 1
 
 
 def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome: Outcome, message: str) -> None:

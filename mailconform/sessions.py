@@ -18,7 +18,9 @@ from mailconform.targets import Endpoint, Target
 from mailconform.verdicts import (
     Blocked, CheckContext, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
 )
-from mailconform.wire import ConnectFailed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpSession, TlsFailed, Transcript
+from mailconform.wire import (
+    ConnectFailed, ConnectionClosed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpSession, TlsFailed, Transcript,
+)
 from mailconform.wire import WireError
 from mailconform.wire.secret import Secret
 
@@ -33,6 +35,31 @@ PROTOCOL_OF = {"smtp": "smtp", "submission": "smtp", "smtps": "smtp", "pop3": "p
 def pop3_greeting_service(target: Target) -> str | None:
     """The service the POP3 session checks talk to: pop3 (110), else pop3s (995)."""
     return next((service for service in ("pop3", "pop3s") if target.endpoint(service)), None)
+
+
+#: The check that judges the answer to the first command after a protocol's greeting (EHLO); for
+#: the others, the greeting check judges that the server goes on answering after its greeting.
+HELLO_CHECKS = {"smtp": "smtp.session.ehlo"}
+
+
+def hello_check(target: Target, service: str) -> str:
+    """Who is blamed when ``service`` greets and then breaks on the first command (EHLO, CAPA…)."""
+    check_id = HELLO_CHECKS.get(PROTOCOL_OF[service])
+    if check_id is None:
+        return greeting_check(target, service)
+    return check_id if service == "smtp" else f"{check_id}@{service}"
+
+
+def broken_after_greeting(service: str, hello: Hello, needs_answer: bool = True) -> WireError | None:
+    """What makes a service that greeted unusable for the rest of the run: a server that stopped
+    answering after its greeting; and, for a session that needs the first answer, SMTP's EHLO
+    that broke (closed, malformed, endless) or a POP3/IMAP server that hung up on CAPA/CAPABILITY."""
+    error = hello.error
+    if isinstance(error, ReplyTimeout) and error.stalled:
+        return error
+    if not needs_answer or error is None or isinstance(error, TlsFailed):
+        return None
+    return error if PROTOCOL_OF[service] == "smtp" or isinstance(error, ConnectionClosed) else None
 
 
 def greeting_check(target: Target, service: str) -> str:
@@ -116,23 +143,38 @@ class _ServiceFactory:
     def _record_down(self, service: str, reason: str) -> None:
         self.target_run.record(service, Failure(greeting_check(self.target, service), reason))
 
-    def _usable(self, service: str, observe) -> Hello:
-        """The greeting observation of a service that greets positively; else blocked by the
-        greeting check, or "not now" (retried) for a 421 or ``[SYS/TEMP]`` greeting.  A health
-        check: its transcript is shown only when it is what stops this check."""
-        failure = self.target_run.failure(service)
-        if failure is None:
-            try:
-                hello = self._hello(service, observe, shown=False)
-            except WireError:
-                hello = None
-            failure = self.target_run.failure(service)
-            temporary = temporary_reason(hello.greeting) if failure is None and hello is not None else None
-            if failure is None and not temporary:
-                return hello
-            self.run.shows(observe(service))
-            if temporary:
+    def _usable(self, service: str, observe, needs_answer: bool = True) -> Hello:
+        """The greeting observation of a service that greets positively and answers after it; else
+        blocked by the check that judges what went wrong, or "not now" (retried) for a 421 or
+        ``[SYS/TEMP]`` greeting.  The judge of the answer after the greeting (EHLO) gets the
+        observation to read the error itself.  A health check: its transcript is shown only when
+        it is what stops this check.
+
+        What is wrong is kept per service: a dead or stalled service blocks every check of it; a
+        broken first answer (EHLO) only the sessions that need it (``needs_answer``)."""
+        judge = hello_check(self.target, service)
+        keys = [service, f"{service}-hello"] if needs_answer else [service]
+
+        def blocking() -> Failure | None:
+            found = (self.target_run.failure(key) for key in keys)
+            return next((f for f in found if f is not None and not (f.cause == judge == self.run.row_id)), None)
+
+        if failure := blocking():
+            raise Blocked(failure.cause, failure.reason)
+        try:
+            hello = self._hello(service, observe, shown=False)
+        except WireError:
+            hello = None
+        if (failure := blocking()) is None and hello is not None:  # a dead service is recorded by now
+            broken = broken_after_greeting(service, hello, needs_answer)
+            if broken is None or judge == self.run.row_id:
+                if (temporary := temporary_reason(hello.greeting)) is None:
+                    return hello
+                self.run.shows(observe(service))
                 raise TemporaryRefusal(temporary)
+            stalled = isinstance(broken, ReplyTimeout)
+            self.target_run.record(service if stalled else f"{service}-hello", failure := Failure(judge, str(broken)))
+        self.run.shows(observe(service))
         raise Blocked(failure.cause, failure.reason)
 
     def _open(self, service: str):
@@ -155,9 +197,10 @@ class SmtpFactory(_ServiceFactory):
         """The greeting and EHLO reply (observed once per run); a wire error is the caller's to judge."""
         return self._hello(service, self.target_run.smtp_hello)
 
-    def greeted_hello(self, service: str = "smtp") -> SmtpHello:
-        """The greeting observation, blocked by the greeting check unless it was 220."""
-        hello = self._usable(service, self.target_run.smtp_hello)
+    def greeted_hello(self, service: str = "smtp", needs_ehlo: bool = True) -> SmtpHello:
+        """The greeting observation, blocked by the greeting check unless it was 220 (and by the
+        EHLO check when EHLO broke and ``needs_ehlo``)."""
+        hello = self._usable(service, self.target_run.smtp_hello, needs_ehlo)
         self.run.shows(self.target_run.smtp_hello(service))
         return hello
 
@@ -170,7 +213,7 @@ class SmtpFactory(_ServiceFactory):
 
     def session(self, service: str = "smtp", hello: bool = True) -> SmtpSession:
         """A greeted session, after EHLO (HELO when EHLO is refused) unless ``hello`` is false."""
-        self.greeted_hello(service)
+        self.greeted_hello(service, needs_ehlo=hello)
         session = self._open(service)
         if hello:
             try:
@@ -198,6 +241,16 @@ class Pop3Factory(_ServiceFactory):
     def hello(self, service: str | None = None) -> Pop3Hello:
         """The greeting and CAPA (observed once per run); a wire error is the caller's to judge."""
         return self._hello(service or self.greeting_service(), self.target_run.pop3_hello)
+
+    def answering_hello(self) -> Pop3Hello:
+        """The greeting observation of a server that goes on answering after it: one that greets and
+        then falls silent or hangs up on CAPA raises that, for the greeting check to judge."""
+        service = self.greeting_service()
+        hello = self.hello(service)
+        broken = broken_after_greeting(service, hello)
+        if broken is not None:
+            raise broken
+        return hello
 
     def session(self, service: str | None = None) -> Pop3Session:
         service = service or self.greeting_service()
@@ -271,10 +324,22 @@ class Pop3Factory(_ServiceFactory):
         self.target_run.record("pop3-login", Failure(POP3_LOGIN_CHECK, reason))
 
     def logged_in(self) -> Pop3Session:
-        session, reply = self.try_login()
+        """A logged-in session, for checks that need one: a login that fails or breaks blocks them
+        (the login check judges it)."""
+        try:
+            session, reply = self.try_login()
+        except WireError as error:
+            raise Blocked(POP3_LOGIN_CHECK, str(error)) from None
         if not reply.ok:
             require(reply, by=POP3_LOGIN_CHECK)
         return session
+
+    def login_works(self) -> None:
+        """Blocked when the account's own login failed this run: a check of refused logins (a wrong
+        password) says nothing about a server that refuses every login, or garbles the answer."""
+        failure = self.target_run.failure("pop3-login")
+        if failure is not None:
+            raise Blocked(failure.cause, failure.reason)
 
 
 def fake_password() -> str:

@@ -41,9 +41,10 @@ class Observed:
 
 
 class TargetRun:
-    """The run scope of one target.  Failures are keyed by service name ("smtp", "pop3s"…) or by
-    "pop3-login", "delivery" (a probe accepted but never stored) and "retry" (a retry met a
-    refusal again)."""
+    """The run scope of one target.  Failures are keyed by service name ("smtp", "pop3s"…: dead,
+    not greeting, or stalled), "SERVICE-hello" (the first command after the greeting broke, e.g.
+    EHLO), "pop3-login", "delivery" (a probe accepted but never stored) and "retry" (a retry met
+    a refusal again)."""
 
     def __init__(self, target: Target):
         self.target = target
@@ -71,7 +72,7 @@ class TargetRun:
         return SESSION_CLASSES[service].connect(
             endpoint.host, endpoint.port, timeout=self.target.timeout, transcript=transcript,
             source=self.target.source, tls=self.tls_context() if implicit else None,
-            server_name=self.target.server_name(endpoint) if implicit else None, budget=self.budget)
+            server_name=self.target.server_name(endpoint) if implicit else None, budget=self.budget, service=service)
 
     def tls_context(self) -> ssl.SSLContext:
         """The target's one client TLS context (trust anchor, verification) for the whole run."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import selectors
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.errors import ConnectFailed, ConnectionClosed, ReplyTimeout, ReplyTooLong, TlsFailed
@@ -32,8 +35,9 @@ class Connection:
     """A socket that never blocks longer than its timeout and records everything it moves."""
 
     def __init__(self, sock: socket.socket, transcript: Transcript, timeout: float, max_line: int = MAX_LINE,
-                 release=lambda: None):
+                 release=lambda: None, service: str | None = None):
         self.sock = sock
+        self.service = service     # the target's service it talks to, named in a stall
         self._release = release  # gives the budget's slot back once the connection is over
         self.transcript = transcript
         self.timeout = timeout
@@ -41,11 +45,13 @@ class Connection:
         self._data = bytearray()  # received, not yet read past self._pos
         self._pos = 0
         self.closed = False
+        self.answered = False      # a whole line has come back (a greeting at least)
+        self.last_command = ""     # what the client sent last, as the transcript shows it
 
     @classmethod
     def open(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
              tls: ssl.SSLContext | None = None, server_name: str | None = None,
-             budget: ConnectionBudget | None = None) -> "Connection":
+             budget: ConnectionBudget | None = None, service: str | None = None) -> "Connection":
         """Connect (and, for implicit TLS, handshake) or raise :class:`ConnectFailed` / :class:`TlsFailed`.
 
         With a ``budget``, the connection waits for its turn and holds one of its slots until closed."""
@@ -59,7 +65,7 @@ class Connection:
         except ConnectFailed:
             release()
             raise
-        connection = cls(sock, transcript, timeout, release=release)
+        connection = cls(sock, transcript, timeout, release=release, service=service)
         transcript.note("connected")
         if tls is not None:
             connection.start_tls(tls, server_name or host)
@@ -70,14 +76,17 @@ class Connection:
                  source: str | None) -> socket.socket:
         transcript.note(f"connecting to {endpoint}" + (f" from {source}" if source else ""))
         try:
-            sock = socket.create_connection((host, port), timeout=timeout,
-                                            source_address=(source, 0) if source else None)
+            address = _resolve(host, port, timeout)
+            sock = socket.create_connection(address, timeout=timeout, source_address=(source, 0) if source else None)
         except ConnectionRefusedError:
             raise _connect_failed(transcript, endpoint, "refused", "connection refused (nothing listening)") from None
         except (socket.timeout, TimeoutError):
             raise _connect_failed(transcript, endpoint, "timeout", f"no answer within {timeout:g} s") from None
         except socket.gaierror as exc:
             raise _connect_failed(transcript, endpoint, "unresolvable", f"host name does not resolve ({exc.strerror})") from None
+        except LookupTimeout:
+            raise _connect_failed(transcript, endpoint, "unresolvable",
+                                  f"no answer for the host name within {timeout:g} s") from None
         except OSError as exc:
             raise _connect_failed(transcript, endpoint, "unreachable", exc.strerror or str(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -88,6 +97,8 @@ class Connection:
     def send(self, data: bytes | Secret, redacted: str | None = None) -> None:
         """Send bytes; a :class:`Secret` is shown as ``redacted`` (or ``***``) in the transcript."""
         self.transcript.client(data, redacted)
+        shown = redacted if redacted is not None or isinstance(data, Secret) else data.decode("ascii", "replace")
+        self.last_command = (shown or "***").split(" ")[0].strip()[:20]
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(reveal(data))
@@ -125,6 +136,7 @@ class Connection:
                     self.transcript.server(line[:200] + b"...")
                     raise ReplyTooLong(f"a reply line of {len(line)} octets (cap {self.max_line})")
                 self.transcript.server(line)
+                self.answered = True
                 return line
             if len(self._data) - self._pos > self.max_line:
                 self.transcript.server(self._data[self._pos:self._pos + 200] + b"...")
@@ -163,8 +175,13 @@ class Connection:
     def _timed_out(self) -> None:
         if self.buffer:
             self.transcript.server(self._take_all())
-        self.transcript.note(f"no complete reply within {self.timeout:g} s")
-        raise ReplyTimeout(f"no complete reply within {self.timeout:g} s")
+        if self.answered and self.last_command:
+            message = f"the server answered before, then gave no complete reply to {self.last_command} " \
+                      f"within {self.timeout:g} s"
+        else:
+            message = f"no complete reply within {self.timeout:g} s"
+        self.transcript.note(message)
+        raise ReplyTimeout(message, stalled=self.answered, service=self.service)
 
     def pending(self, wait: float) -> bytes:
         """Bytes that arrive within ``wait`` seconds without being asked for (b"" if none)."""
@@ -198,8 +215,8 @@ class Connection:
             self.transcript.note(f"{len(self._take_all())} octet(s) arrived before the handshake; discarded")
         self.transcript.note(f"TLS handshake (server name {server_name})")
         try:
-            self.sock.settimeout(self.timeout)
-            self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_name, do_handshake_on_connect=False)
+            _handshake(self.sock, self.deadline())
         except ssl.SSLCertVerificationError as exc:
             raise self._tls_failed(f"certificate verification failed: {exc.verify_message}")
         except (socket.timeout, TimeoutError):
@@ -233,6 +250,51 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _handshake(sock: ssl.SSLSocket, deadline: float) -> None:
+    """The TLS handshake, all of it within ``deadline`` (a server that feeds it byte by byte
+    cannot stretch it: the socket's own timeout bounds each read, not the whole)."""
+    sock.settimeout(0)
+    try:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                wanted = selectors.EVENT_READ
+            except ssl.SSLWantWriteError:
+                wanted = selectors.EVENT_WRITE
+            remaining = deadline - time.monotonic()
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, wanted)
+                if remaining <= 0 or not selector.select(remaining):
+                    raise TimeoutError
+    finally:
+        sock.settimeout(None)
+
+
+class LookupTimeout(Exception):
+    """The system resolver did not answer for a host name within the timeout."""
+
+
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mailconform-lookup")
+
+
+def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
+    """The address to connect to: an IP address as it is, a host name looked up within ``timeout``
+    (``getaddrinfo`` has no timeout of its own; a lookup left behind finishes in the background)."""
+    try:
+        ipaddress.ip_address(host)
+        return host, port
+    except ValueError:
+        pass
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        *_, address = lookup.result(timeout=timeout)[0]
+    except FuturesTimeout:
+        raise LookupTimeout from None
+    return address[0], address[1]
 
 
 def _connect_failed(transcript: Transcript, endpoint: str, kind: str, detail: str) -> ConnectFailed:

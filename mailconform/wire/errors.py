@@ -19,7 +19,14 @@ class ConnectFailed(WireError):
 
 
 class ReplyTimeout(WireError):
-    """No complete reply arrived within the time allowed."""
+    """No complete reply arrived within the time allowed.  ``stalled``: the server had answered on
+    this connection before (a greeting at least), then went quiet — a server that stopped working,
+    not one that cannot be reached."""
+
+    def __init__(self, message: str, stalled: bool = False, service: str | None = None):
+        self.stalled = stalled
+        self.service = service
+        super().__init__(message)
 
 
 class ConnectionClosed(WireError):

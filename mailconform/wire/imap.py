@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.secret import Secret, line_bytes, reveal
+from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
 from mailconform.wire.session import Session
-from mailconform.wire.transcript import REDACTED
 
 MAX_LITERAL = 16 * 1024 * 1024
 MAX_UNTAGGED = 10_000

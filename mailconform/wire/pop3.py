@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.secret import Secret, line_bytes, reveal
+from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
 from mailconform.wire.session import MailboxCommands, Session
-from mailconform.wire.transcript import REDACTED
 
 MAX_MULTILINE_OCTETS = 16 * 1024 * 1024
 _STATUS = re.compile(rb"^(\+OK|-ERR)(?: (.*))?\r?\n$", re.S)

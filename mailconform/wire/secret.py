@@ -1,8 +1,16 @@
-"""Secrets (passwords, AUTH payloads) wrapped so that no repr, traceback or log can show them."""
+"""Secrets (passwords, AUTH payloads) wrapped so that no repr, traceback or log can show them,
+and the run's known passwords hidden wherever they turn up — a server that echoes a password back
+puts it in its reply, and from there in messages and reports."""
 
 from __future__ import annotations
 
+from base64 import b64encode
 from typing import Any
+
+REDACTED = "***"
+#: Every form of every password of this run (set by the plugin from the targets), longest first.
+_KNOWN: list[str] = []
+MIN_SECRET_LENGTH = 4  # a shorter "password" would blank ordinary words everywhere
 
 
 class Secret:
@@ -29,3 +37,23 @@ def line_bytes(line: str | Secret) -> bytes | Secret:
     if isinstance(line, Secret):
         return Secret(reveal(line).encode("utf-8") + b"\r\n")
     return line.encode("utf-8") + b"\r\n"
+
+
+def register(password: str, user: str | None = None) -> None:
+    """Hide ``password`` from now on in everything :func:`redact` sees: as written, quoted as IMAP
+    LOGIN sends it, and base64-encoded as AUTH LOGIN and AUTH PLAIN (RFC 4616) carry it."""
+    if len(password) < MIN_SECRET_LENGTH:
+        return
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    payloads = [password] + ([f"\0{user}\0{password}", f"{user}\0{user}\0{password}"] if user else [])
+    encoded = [b64encode(payload.encode()).decode() for payload in payloads]
+    forms = {password, quoted, *encoded, *(form.rstrip("=") for form in encoded)}
+    _KNOWN[:] = sorted(set(_KNOWN) | forms, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known password form replaced by ``***``."""
+    for form in _KNOWN:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text

@@ -24,10 +24,10 @@ class Session:
     @classmethod
     def connect(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
                 tls: ssl.SSLContext | None = None, server_name: str | None = None,
-                budget: ConnectionBudget | None = None):
+                budget: ConnectionBudget | None = None, service: str | None = None):
         """Open the connection (TLS first for implicit TLS) and read the greeting, whatever it says."""
         connection = Connection.open(host, port, timeout=timeout, transcript=transcript, source=source,
-                                     tls=tls, server_name=server_name, budget=budget)
+                                     tls=tls, server_name=server_name, budget=budget, service=service)
         try:
             return cls(connection, cls.read_greeting(connection))
         except Exception:

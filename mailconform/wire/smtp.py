@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
-from mailconform.wire.secret import Secret, line_bytes, reveal
+from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
 from mailconform.wire.session import MailboxCommands, Session
-from mailconform.wire.transcript import REDACTED
 
 DEFAULT_EHLO_NAME = "mailconform.example.com"
 MAX_REPLY_LINES = 200

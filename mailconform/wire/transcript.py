@@ -5,11 +5,10 @@ Secrets are redacted when they are recorded, so no rendering of a transcript can
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
-from mailconform.wire.secret import Secret
-
-REDACTED = "***"
+from mailconform.wire.secret import REDACTED, Secret, redact
 
 
 @dataclass(frozen=True)
@@ -21,30 +20,65 @@ class Entry:
 
 def _printable(data: bytes) -> str:
     """Show bytes as text, with line ends and control bytes made visible."""
-    text = data.decode("utf-8", errors="backslashreplace")
+    return escape_controls(data.decode("utf-8", errors="backslashreplace"), keep="\t")
+
+
+def escape_controls(text: str, keep: str = "\t\n") -> str:
+    """``text`` safe to print on a terminal: control characters (ESC, CR, BEL…) as ``\\r``,
+    ``\\x1b``, so text a server wrote can never move the cursor or recolour a line."""
     out = []
     for ch in text:
-        if ch == "\r":
+        if ch in keep or ch.isprintable():
+            out.append(ch)
+        elif ch == "\r":
             out.append("\\r")
         elif ch == "\n":
             out.append("\\n")
-        elif ch == "\t" or ch.isprintable():
-            out.append(ch)
         else:
-            out.append(f"\\x{ord(ch):02x}")
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
     return "".join(out)
+
+
+def shown(text: str) -> str:
+    """Any text on its way to a person (terminal, report, JSON): known passwords hidden, control
+    characters escaped."""
+    return escape_controls(redact(text))
+
+
+#: A transcript keeps its first and last lines and counts what it drops between them, so an endless
+#: server reply costs bounded memory and a bounded report; a line is cut at MAX_ENTRY_CHARS.
+HEAD_ENTRIES = 300
+TAIL_ENTRIES = 100
+MAX_ENTRY_CHARS = 2000
 
 
 @dataclass
 class Transcript:
-    """Everything exchanged with one endpoint, in order."""
+    """Everything exchanged with one endpoint, in order (its middle dropped past a size)."""
 
     title: str
-    entries: list[Entry] = field(default_factory=list)
+    head: list[Entry] = field(default_factory=list)
+    tail: deque[Entry] = field(default_factory=lambda: deque(maxlen=TAIL_ENTRIES))
+    dropped_lines: int = 0
+    dropped_chars: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def entries(self) -> list[Entry]:
+        return self.head + list(self.tail)
+
     def _add(self, direction: str, text: str) -> None:
-        self.entries.append(Entry(direction, text, time.monotonic() - self.started))
+        text = redact(text)
+        if len(text) > MAX_ENTRY_CHARS:
+            text = f"{text[:MAX_ENTRY_CHARS]} … ({len(text) - MAX_ENTRY_CHARS} more characters)"
+        entry = Entry(direction, text, time.monotonic() - self.started)
+        if len(self.head) < HEAD_ENTRIES:
+            self.head.append(entry)
+            return
+        if len(self.tail) == TAIL_ENTRIES:
+            self.dropped_lines += 1
+            self.dropped_chars += len(self.tail[0].text)
+        self.tail.append(entry)
 
     def client(self, data: bytes | Secret, redacted: str | None = None) -> None:
         """Record bytes the client sent; ``redacted`` replaces them when they hold a secret."""
@@ -61,14 +95,16 @@ class Transcript:
         self._add("*", text)
 
     def render(self, tail: int | None = None, timestamps: bool = False) -> str:
-        entries = self.entries if tail is None else self.entries[-tail:]
-        rows = [f"# {self.title}"] if tail is None else []
-        if tail is not None and len(self.entries) > tail:
-            rows.append(f"   … {len(self.entries) - tail} earlier line(s)")
-        for e in entries:
-            stamp = f"[{e.at:7.3f}] " if timestamps else ""
-            rows.append(f"{stamp}{e.direction}: {e.text}")
-        return "\n".join(rows)
+        def row(e: Entry) -> str:
+            return (f"[{e.at:7.3f}] " if timestamps else "") + f"{e.direction}: {e.text}"
+
+        cut = f"   … {self.dropped_lines} line(s), {self.dropped_chars} characters, not kept"
+        if tail is not None:
+            entries = self.entries
+            rows = [f"   … {len(entries) - tail + self.dropped_lines} earlier line(s)"] if len(entries) > tail else []
+            return "\n".join(rows + [row(e) for e in entries[-tail:]])
+        middle = [cut] if self.dropped_lines else []
+        return "\n".join([f"# {self.title}", *map(row, self.head), *middle, *map(row, self.tail)])
 
 
 def _lines(data: bytes) -> list[str]:

@@ -74,6 +74,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "pop3.session.retr": "blocked",
         "pop3.session.dele-rset": "blocked",
         "pop3.session.dele-quit": "blocked",
+        # a server that refuses the account's own login says nothing about wrong passwords
+        "pop3.session.bad-password": "blocked",
     },
 }
 

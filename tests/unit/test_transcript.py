@@ -9,7 +9,8 @@ from mailconform.wire.connection import Connection
 from mailconform.wire.imap import ImapResponse, ImapSession
 from mailconform.wire.pop3 import Pop3Session, parse_status
 from mailconform.wire.smtp import SmtpSession, parse_reply
-from mailconform.wire.transcript import REDACTED, Transcript
+from mailconform.wire.secret import register
+from mailconform.wire.transcript import HEAD_ENTRIES, MAX_ENTRY_CHARS, REDACTED, TAIL_ENTRIES, Transcript, shown
 
 PASSWORD = "s3cr3t-pw\u00e9!"
 
@@ -105,3 +106,38 @@ def test_a_secret_never_shows_itself():
     assert reveal(secret) == "hunter2" and reveal("plain") == "plain"
     assert reveal(line_bytes(Secret("PASS hunter2"))) == b"PASS hunter2\r\n"
     assert line_bytes("NOOP") == b"NOOP\r\n"
+
+
+# --------------------------------------------------------------------------- bounds, secrets, control characters
+
+def test_an_endless_reply_keeps_a_bounded_head_and_tail():
+    transcript = Transcript("pop3")
+    for number in range(100_000):
+        transcript.server(f"{number} 120\r\n".encode())
+    transcript.server(b"x" * 50_000 + b"\r\n")
+    assert len(transcript.entries) == HEAD_ENTRIES + TAIL_ENTRIES
+    rendered = transcript.render()
+    assert "S: 0 120" in rendered and "S: 99999 120" in rendered and "S: 50000 120" not in rendered
+    assert f"… {100_001 - HEAD_ENTRIES - TAIL_ENTRIES} line(s)" in rendered
+    assert f"… ({50_000 - MAX_ENTRY_CHARS} more characters)" in rendered
+    assert len(rendered) < 60_000
+
+
+def test_a_password_the_server_echoes_is_hidden_in_every_form():
+    register("Echo-Pw-5512", "alice")
+    plain = base64.b64encode(b"\0alice\0Echo-Pw-5512").decode()
+    transcript = Transcript("pop3")
+    transcript.server(b"-ERR [AUTH] you said: PASS Echo-Pw-5512\r\n")
+    transcript.server(f"535 5.7.8 you said: AUTH PLAIN {plain}\r\n".encode())
+    transcript.server(b'a1 NO you said: a1 LOGIN alice "Echo-Pw-5512"\r\n')
+    transcript.note(f"LOGIN {base64.b64encode(b'Echo-Pw-5512').decode()}")
+    rendered = transcript.render()
+    assert "Echo-Pw-5512" not in rendered and plain not in rendered and "RWNoby1Qdy01NTEy" not in rendered
+    assert rendered.count("***") == 4
+    assert shown(f"message: PASS Echo-Pw-5512 {plain.rstrip('=')}") == "message: PASS *** ***"
+
+
+def test_control_characters_a_server_sends_are_escaped():
+    assert shown("220 \x1b[2K\r\x1b[32mPASS\x1b[0m \x1b]0;owned\x07 ready\x9b") == \
+        "220 \\x1b[2K\\r\\x1b[32mPASS\\x1b[0m \\x1b]0;owned\\x07 ready\\x9b"
+    assert shown("line one\nline two\ttab") == "line one\nline two\ttab"
