@@ -33,15 +33,28 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any, Callable
 
-#: A roster row's name: it becomes a target name on the command line, so no commas, spaces or URLs.
-ROW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: Why a target, group, roster, template or roster row name was refused (see :func:`is_target_name`).
+NAME_RULE = "a target name may hold only letters, digits, '.', '_' and '-' (it is what --target selects)"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
 _BOOLEANS = {"true": True, "yes": True, "sí": True, "si": True, "1": True,
              "false": False, "no": False, "0": False}
+
+
+def is_target_name(name: str) -> bool:
+    """Can ``--target`` select ``name``?  It splits on commas and reads anything with ``://`` as a URL,
+    so a name holds letters and digits (of any script), '.', '_' and '-', and starts with neither '-' nor '.'."""
+    return bool(name) and name[0] not in "-." and all(char.isalnum() or char in "._-" for char in name)
+
+
+def toml_key(key: str) -> str:
+    """``key`` as a TOML path writes it: bare when it can be, else quoted, anything unprintable escaped."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=not key.isprintable())
 
 
 def column_kinds(target_keys: set[str], services: set[str], tls_keys: set[str],
@@ -60,14 +73,14 @@ def expand(roster: str, table: Any, templates: Any, base_dir: Path, kinds: dict[
            error: Callable[[str, str], None]) -> list[tuple[str, str, dict]]:
     """The roster's rows as (target name, where it came from, target table); each problem goes to
     ``error(path, message)``."""
-    path = f"rosters.{roster}"
+    path = f"rosters.{toml_key(roster)}"
     if not isinstance(table, dict) or set(table) != {"file", "template"} or not all(
             isinstance(table[key], str) for key in table):
         error(path, 'expected file = "CSV file" and template = "NAME" (a [templates.NAME] table)')
         return []
     template = templates.get(table["template"]) if isinstance(templates, dict) else None
     if not isinstance(template, dict):
-        error(f"{path}.template", f"no [templates.{table['template']}] table in the file")
+        error(f"{path}.template", f"no [templates.{toml_key(table['template'])}] table in the file")
         return []
     rows = _read_rows(base_dir / table["file"], f"{path}.file", error)
     if not rows:
@@ -83,7 +96,7 @@ def expand(roster: str, table: Any, templates: Any, base_dir: Path, kinds: dict[
         error(f"{source}, column {column}", "neither a target key (host, timeout, services.smtp, account.user…) "
                                             "nor a {" + column + "} of the template")
     for missing in sorted(placeholders - set(header) - {"name"}):
-        error(f"templates.{table['template']}", f"{{{missing}}} is not a column of {source}")
+        error(f"templates.{toml_key(table['template'])}", f"{{{missing}}} is not a column of {source}")
     if unknown or placeholders - set(header) - {"name"}:
         return []
     expanded = []
@@ -91,7 +104,7 @@ def expand(roster: str, table: Any, templates: Any, base_dir: Path, kinds: dict[
         row = dict(zip(header, cells))
         where = f"{source}, line {line}"
         name = row["name"]
-        if not ROW_NAME.fullmatch(name):
+        if not is_target_name(name):
             error(where, f"name {name!r}: expected letters, digits, '.', '_' or '-'")
             continue
         filled = _fill(copy.deepcopy(template), row)
@@ -113,7 +126,7 @@ def _read_rows(path: Path, where: str, error: Callable[[str, str], None]) -> lis
     except FileNotFoundError:
         error(where, f"{path} not found")
         return []
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the file name
         error(where, f"{path} cannot be read as UTF-8 text ({exc})")
         return []
     lines = text.splitlines()

@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
@@ -38,6 +38,15 @@ DEFAULT_SENDER = "mailconform@example.com"
 #: A student's small server never sees more than this from one run (targets may set their own).
 DEFAULT_MAX_CONNECTIONS = 2
 DEFAULT_CONNECTIONS_PER_SECOND = 20.0
+#: The most a target may set: beyond them a value is a typo (and 1e10 seconds overflows every clock).
+MAX_TIMEOUT = 300.0
+MAX_DELIVERY_WAIT = 600.0
+MAX_CONNECTIONS = 100
+MAX_CONNECTIONS_PER_SECOND = 1000.0
+#: A settings file larger than this is refused unread: no targets file or rubric is near it.
+MAX_FILE_BYTES = 1024 * 1024
+#: Tables and arrays nested deeper than this are refused (a targets file nests 5 levels, a rubric 3).
+MAX_NESTING = 32
 PASSWORD_ENV_FOR_URLS = "MAILCONFORM_PASSWORD"
 CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
 #: What ``user_env``/``password_env`` must look like: the name of an environment variable.
@@ -59,17 +68,54 @@ class TargetsError(FileProblems):
 
 
 def read_toml(path: Path, problem: type[FileProblems], not_found: str = "file not found") -> dict:
-    """The parsed TOML file, or ``problem`` saying it is missing or not TOML."""
+    """The parsed TOML file, or ``problem`` saying it is missing, too large, not UTF-8 text, not
+    TOML or nested too deeply (a byte-order mark, as Windows editors write, is allowed)."""
+    def failed(why: str) -> FileProblems:
+        return problem(str(path), [why])
+
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise failed(f"is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB: too large for a settings file, "
+                         f"so it was not read")
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
-        raise problem(str(path), [not_found]) from None
+        raise failed(not_found) from None
     except IsADirectoryError:
-        raise problem(str(path), ["is a directory, not a file"]) from None
+        raise failed("is a directory, not a file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise problem(str(path), [f"cannot be read as UTF-8 text ({getattr(exc, 'strerror', None) or exc})"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise problem(str(path), [f"not valid TOML: {exc}"]) from None
+        raise failed(f"cannot be read as UTF-8 text ({getattr(exc, 'strerror', None) or exc})") from None
+    nested_too_deeply = failed(f"not valid TOML: nested too deeply (more than {MAX_NESTING} levels)")
+    if _has_long_dotted_key(text):
+        raise nested_too_deeply
+    try:
+        parsed = tomllib.loads(text)
+    except RecursionError:
+        raise nested_too_deeply from None
+    except ValueError as exc:  # a TOMLDecodeError, or an integer of over 4300 digits
+        raise failed(f"not valid TOML: {exc}") from None
+    if _nests_deeper_than(parsed, MAX_NESTING):
+        raise nested_too_deeply
+    return parsed
+
+
+def _has_long_dotted_key(text: str) -> bool:
+    """Does a line's key (before its ``=``) have more than ``MAX_NESTING`` parts?  tomllib's time and
+    memory grow with the square of a dotted key's length: a 60 kB key takes gigabytes."""
+    return any(line.partition("=")[0].count(".") >= MAX_NESTING for line in text.splitlines() if "=" in line)
+
+
+def _nests_deeper_than(value: Any, levels: int) -> bool:
+    """Do tables and arrays nest in ``value`` more than ``levels`` deep?  (Looked at without recursion.)"""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= levels:
+                return True
+            pending += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return False
 
 
 @dataclass(frozen=True)
@@ -177,7 +223,13 @@ class _Collector:
     def unknown_keys(self, table: dict, known: set[str], path: str) -> None:
         for key in table:
             if key not in known:
-                self.error(f"{path}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+                self.error(f"{path}.{roster.toml_key(key)}", f"unknown key (known: {', '.join(sorted(known))})")
+
+    def names(self, table: Any, section: str) -> None:
+        """Every key of the ``section`` table must be a name ``--target`` can select."""
+        for name in table if isinstance(table, dict) else ():
+            if not roster.is_target_name(name):
+                self.error(f"{section}.{roster.toml_key(name)}", roster.NAME_RULE)
 
     def get(self, table: dict, key: str, kind: type | tuple, path: str, default: Any = None,
             secret: bool = False) -> Any:
@@ -196,12 +248,35 @@ class _Collector:
             return default
         return value
 
-    def positive(self, table: dict, key: str, path: str, default: float, unit: str = "seconds") -> float:
+    def parsed(self, table: dict, key: str, path: str, parse: Callable[[str], _T | None], expected: str) -> _T | None:
+        """``parse(table[key])``; a string it refuses is an error saying what was ``expected``."""
+        text = self.get(table, key, str, path)
+        if text is None:
+            return None
+        value = parse(text)
+        if value is None:
+            self.error(f"{path}.{key}", f"expected {expected}, got {text!r}")
+        return value
+
+    def positive(self, table: dict, key: str, path: str, default: float, at_most: float,
+                 unit: str = "seconds") -> float:
+        """``table[key]``, a number above 0 and at most ``at_most``."""
         value = self.get(table, key, (int, float), path, default)
-        if not math.isfinite(value) or value <= 0:
+        if isinstance(value, float) and not math.isfinite(value) or value <= 0:
             self.error(f"{path}.{key}", f"expected a positive number of {unit}, got {value!r}")
             return default
+        if value > at_most:
+            self.error(f"{path}.{key}", f"expected 0 < {unit} <= {at_most:g}, got {value!r}")
+            return default
         return float(value)
+
+    def resolver(self, table: dict, path: str) -> tuple[str, int] | None:
+        """``table["dns"]``: a resolver's IP address and port (53 unless given)."""
+        text = table.get("dns")
+        if isinstance(text, str) and (advice := _ambiguous_ipv6_port(text)):
+            self.error(f"{path}.dns", advice)
+            return None
+        return self.parsed(table, "dns", path, lambda text: _parse_host_port(text, 53), _RESOLVER)
 
     def port(self, value: Any, path: str) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
@@ -215,43 +290,86 @@ def _shown(value: Any, secret: bool) -> str:
     return f"{type(value).__name__} (value hidden)" if secret else repr(value)
 
 
-def _parse_host_port(text: str, default_port: int) -> tuple[str, int] | None:
-    """``"127.0.0.1"``, ``"127.0.0.1:53"``, ``"[::1]:53"`` → (host, port); None when malformed."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            return None
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
+_T = TypeVar("_T")
+_HOST = "a host name or an IP address"
+_RESOLVER = 'an IP address with an optional port ("127.0.0.1:53")'
+#: RFC 1123 labels, and "_" too: /etc/hosts and container networks (mail_server) use it and the
+#: system resolver answers for it.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_IPV6_ZONE = re.compile(r"[A-Za-z0-9_.-]+")  # fe80::1%eth0
+_PORT = re.compile(r"[0-9]{1,5}")
+_WITH_PORT = re.compile(rf"(\[[^\]]*\]|[^:]*):({_PORT.pattern})")  # 127.0.0.1:53, [::1]:53
+
+
+def _ip_address(text: str) -> str | None:
+    """``text`` if it is an IP address (an IPv6 one with or without brackets, returned without), else None."""
+    bracketed = text.startswith("[") and text.endswith("]")
+    address = text[1:-1] if bracketed else text
     try:
-        ipaddress.ip_address(host)
-        port = int(port_text) if port_text else default_port
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return None
-    return (host, port) if 1 <= port <= 65535 else None
+    if ip.version == 4 and bracketed or ip.version == 6 and ip.scope_id and not _IPV6_ZONE.fullmatch(ip.scope_id):
+        return None
+    return address
 
 
-def _parse_services(c: _Collector, table: Any, host: str | None, path: str) -> dict[str, Endpoint]:
+def _is_host_name(text: str) -> bool:
+    """Is ``text`` a DNS host name (RFC 1123, a final dot allowed) rather than, say, a mistyped IPv4 address?"""
+    name = text.removesuffix(".")
+    labels = name.split(".")
+    return len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _host(text: str) -> str | None:
+    """``text`` as a host to connect to (an IPv6 address without brackets), or None if it is none."""
+    return _ip_address(text) or (text if _is_host_name(text) else None)
+
+
+def _file_name(text: str) -> str | None:
+    """``text`` unless it holds a NUL, which no file name can."""
+    return None if "\0" in text else text
+
+
+def _parse_host_port(text: str, default_port: int) -> tuple[str, int] | None:
+    """``"127.0.0.1"``, ``"127.0.0.1:53"``, ``"::1"``, ``"[::1]:53"`` → (IP address, port); None when malformed."""
+    address, port = text, default_port
+    if with_port := _WITH_PORT.fullmatch(text):
+        address, port = with_port[1], int(with_port[2])
+    address = _ip_address(address)
+    return (address, port) if address is not None and 1 <= port <= 65535 else None
+
+
+def _ambiguous_ipv6_port(text: str) -> str | None:
+    """What to write instead of an unbracketed IPv6 resolver that ends like a port (``"::1:5353"``),
+    or None.  It parses as one address, but was the port meant?  Brackets say."""
+    address, _, port = text.rpartition(":")
+    if "[" in text or ":" not in address or not _PORT.fullmatch(port) or _ip_address(address) is None:
+        return None
+    return (f"write an IPv6 resolver with a port as [{address}]:{port} (unbracketed, {text!r} is read as "
+            f"one IPv6 address: write [{text}] if that is what you mean)")
+
+
+def _parse_services(c: _Collector, table: Any, host: str | None, host_written: bool,
+                    path: str) -> dict[str, Endpoint]:
+    """The services' endpoints; ``host_written``: the target's ``host`` is written (perhaps wrongly)."""
     services: dict[str, Endpoint] = {}
     if not isinstance(table, dict):
         c.error(path, f"expected a table of services, got {table!r}")
         return services
     for name, value in table.items():
-        spath = f"{path}.{name}"
+        spath = f"{path}.{roster.toml_key(name)}"
         if name not in DEFAULT_PORTS:
             c.error(spath, f"unknown service (known: {', '.join(DEFAULT_PORTS)})")
             continue
         service_host = host
         if isinstance(value, dict):
             c.unknown_keys(value, _SERVICE_KEYS, spath)
-            service_host = c.get(value, "host", str, spath, host)
+            service_host = c.parsed(value, "host", spath, _host, _HOST) or host
             port = c.port(value.get("port", DEFAULT_PORTS[name]), f"{spath}.port")
         else:
             port = c.port(value, spath)
-        if service_host is None:
+        if service_host is None and not (host_written or isinstance(value, dict) and "host" in value):
             c.error(spath, "no host: set the target's host or this service's host")
         elif port is not None:
             services[name] = Endpoint(service_host, port)
@@ -287,29 +405,22 @@ def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str])
 def _parse_tls(c: _Collector, table: Any, path: str, base_dir: Path) -> TlsSettings:
     if not c.table(table, _TLS_KEYS, path):
         return TlsSettings()
-    ca_file = c.get(table, "ca_file", str, path)
+    ca_file = c.parsed(table, "ca_file", path, _file_name, "a file name")
     return TlsSettings(
         ca_file=(base_dir / ca_file) if ca_file else None,
-        server_name=c.get(table, "server_name", str, path),
+        server_name=c.parsed(table, "server_name", path, _host, _HOST),
         verify=c.get(table, "verify", bool, path, True),
     )
 
 
 def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Mapping[str, str],
                   path: str | None = None) -> Target | None:
-    path = path or f"targets.{name}"
+    path = path or f"targets.{roster.toml_key(name)}"
     if not c.table(table, _TARGET_KEYS, path):
         return None
-    host = c.get(table, "host", str, path)
-    dns = c.get(table, "dns", str, path)
-    dns_server = None
-    if dns is not None:
-        dns_server = _parse_host_port(dns, 53)
-        if dns_server is None:
-            c.error(f"{path}.dns", f"expected an IP address with an optional port (\"127.0.0.1:53\"), got {dns!r}")
-    source = c.get(table, "source", str, path)
-    if source is not None and _parse_host_port(source, 1) is None:
-        c.error(f"{path}.source", f"expected an IP address, got {source!r}")
+    host = c.parsed(table, "host", path, _host, _HOST)
+    dns = c.resolver(table, path)
+    source = c.parsed(table, "source", path, _ip_address, "an IP address")
     account = _parse_account(c, table["account"], f"{path}.account", env) if "account" in table else None
     # The probes' MAIL FROM: the account writing to itself, as in the lab handout (a foreign
     # domain such as example.com publishes a null MX, which hardened servers refuse as a sender).
@@ -322,17 +433,18 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         host=host,
         description=c.get(table, "description", str, path, ""),
         domain=c.get(table, "domain", str, path),
-        dns=dns_server,
+        dns=dns,
         intrusive=c.get(table, "intrusive", bool, path, False),
         allow_cleartext_auth=c.get(table, "allow_cleartext_auth", bool, path, False),
         source=source,
-        timeout=c.positive(table, "timeout", path, DEFAULT_TIMEOUT),
-        delivery_wait=c.positive(table, "delivery_wait", path, DEFAULT_DELIVERY_WAIT),
+        timeout=c.positive(table, "timeout", path, DEFAULT_TIMEOUT, MAX_TIMEOUT),
+        delivery_wait=c.positive(table, "delivery_wait", path, DEFAULT_DELIVERY_WAIT, MAX_DELIVERY_WAIT),
         sender=sender,
         max_connections=_max_connections(c, table, path),
         connections_per_second=c.positive(table, "connections_per_second", path, DEFAULT_CONNECTIONS_PER_SECOND,
-                                          "connections per second"),
-        services=MappingProxyType(_parse_services(c, table.get("services", {}), host, f"{path}.services")),
+                                          MAX_CONNECTIONS_PER_SECOND, "connections per second"),
+        services=MappingProxyType(_parse_services(c, table.get("services", {}), host, "host" in table,
+                                                  f"{path}.services")),
         tls=_parse_tls(c, table.get("tls", {}), f"{path}.tls", base_dir),
         account=account,
         origin=path,
@@ -343,6 +455,9 @@ def _max_connections(c: _Collector, table: dict, path: str) -> int:
     value = c.get(table, "max_connections", int, path, DEFAULT_MAX_CONNECTIONS)
     if value < 1:
         c.error(f"{path}.max_connections", f"expected at least 1 connection, got {value!r}")
+        return DEFAULT_MAX_CONNECTIONS
+    if value > MAX_CONNECTIONS:
+        c.error(f"{path}.max_connections", f"expected 1 <= connections <= {MAX_CONNECTIONS}, got {value!r}")
         return DEFAULT_MAX_CONNECTIONS
     return value
 
@@ -365,6 +480,8 @@ def parse_targets_file(data: dict, base_dir: Path, source: str = "targets",
     """Validate a parsed TOML document; raise :class:`TargetsError` listing every problem."""
     c = _Collector()
     c.unknown_keys(data, {"targets", "groups", "templates", "rosters"}, "(top level)")
+    for section in ("targets", "groups", "rosters", "templates"):
+        c.names(data.get(section), section)
     targets: dict[str, Target] = {}
     tables = data.get("targets", {})
     if not isinstance(tables, dict):
@@ -404,10 +521,11 @@ def _parse_groups(c: _Collector, table: Any, targets: set[str], rosters: dict[st
     groups: dict[str, tuple[str, ...]] = {name: tuple(rows) for name, rows in rosters.items()}
     pending = dict(table)
     for name, members in pending.items():
+        path = f"groups.{roster.toml_key(name)}"
         if name in targets or name in rosters:
-            c.error(f"groups.{name}", "a target or roster already has this name")
+            c.error(path, "a target or roster already has this name")
         elif not (isinstance(members, list) and members and all(isinstance(m, str) for m in members)):
-            c.error(f"groups.{name}", f"expected a list of target names, got {members!r}")
+            c.error(path, f"expected a list of target names, got {members!r}")
     while pending:  # a group may name a group defined after it; a cycle never resolves
         resolved = {name: members for name, members in pending.items() if isinstance(members, list) and all(
             not isinstance(m, str) or m in targets or m in groups for m in members)}
@@ -422,7 +540,7 @@ def _parse_groups(c: _Collector, table: Any, targets: set[str], rosters: dict[st
             unknown = [m for m in members if isinstance(m, str) and m not in targets and m not in groups
                        and m not in pending]
             why = f"unknown target(s) {', '.join(unknown)}" if unknown else "the groups name each other in a circle"
-            c.error(f"groups.{name}", why)
+            c.error(f"groups.{roster.toml_key(name)}", why)
     return groups
 
 
@@ -541,6 +659,8 @@ def _parse_url(shown: str, real: str, env: Mapping[str, str]) -> dict:
                       f"whole server)")
     if not parts.hostname:
         errors.append("no host in the URL")
+    elif _host(parts.hostname) is None:
+        errors.append(f"expected {_HOST}, got {parts.hostname!r}")
     if parts.password is not None or shown != real:
         errors.append(password_error)
     if parts.path not in ("", "/") or parts.fragment:
@@ -571,10 +691,12 @@ def _parse_query(text: str, scheme: str, errors: list[str]) -> dict[str, str]:
             errors.append(f"unknown URL parameter {key!r} (known: {', '.join(sorted(_QUERY_KEYS))})")
         elif key in DEFAULT_PORTS and scheme != WHOLE_SERVER:
             errors.append(f"?{key}= names a port of a {WHOLE_SERVER}:// URL; this URL is {scheme}://")
-        elif key in DEFAULT_PORTS and not (value.isdigit() and 1 <= int(value) <= 65535):
+        elif key in DEFAULT_PORTS and not (_PORT.fullmatch(value) and 1 <= int(value) <= 65535):
             errors.append(f"?{key}= expects a port 1-65535, got {value!r}")
+        elif key == "dns" and (advice := _ambiguous_ipv6_port(value)):
+            errors.append(f"?dns= {advice}")
         elif key == "dns" and _parse_host_port(value, 53) is None:
-            errors.append(f"?dns= expects an IP address with an optional port (\"127.0.0.1:53\"), got {value!r}")
+            errors.append(f"?dns= expects {_RESOLVER}, got {value!r}")
         elif key == "intrusive" and value not in _YES | _NO:
             errors.append(f"?intrusive= expects yes or no, got {value!r}")
         elif key == "domain" and not value:
@@ -590,7 +712,7 @@ def target_table(name: str, target: Target) -> str:
     def text(value) -> str:
         return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
 
-    key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else text(name)
+    key = roster.toml_key(name)
     rows = [f"[targets.{key}]", f"description = {text('saved from ' + target.name)}"]
     if target.domain:
         rows.append(f"domain = {text(target.domain)}")
