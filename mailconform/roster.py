@@ -61,7 +61,7 @@ def column_kinds(target_keys: set[str], services: set[str], tls_keys: set[str],
                  account_keys: set[str]) -> dict[str, type]:
     """Every column that sets a target key, with the type its text is read as."""
     kinds: dict[str, type] = {key: str for key in target_keys - {"services", "tls", "account"}}
-    kinds |= {"intrusive": bool, "allow_cleartext_auth": bool, "max_connections": int,
+    kinds |= {"intrusive": bool, "allow_cleartext_auth": bool, "max_connections": int, "max_failed_logins": int,
               "timeout": float, "delivery_wait": float, "connections_per_second": float}
     kinds |= {f"services.{service}": int for service in services}
     kinds |= {f"tls.{key}": str for key in tls_keys} | {"tls.verify": bool}

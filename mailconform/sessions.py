@@ -334,6 +334,11 @@ class Pop3Factory(_ServiceFactory):
             require(reply, by=POP3_LOGIN_CHECK)
         return session
 
+    def wrong_password(self) -> str:
+        """A fake password for one deliberate failed login, within the target's budget of them."""
+        self.target_run.spend_failed_login()
+        return fake_password()
+
     def login_works(self) -> None:
         """Blocked when the account's own login failed this run: a check of refused logins (a wrong
         password) says nothing about a server that refuses every login, or garbles the answer."""

@@ -13,7 +13,8 @@ from typing import Callable
 
 from mailconform import observations
 from mailconform.targets import IMPLICIT_TLS, Target
-from mailconform.verdicts import temporary_reason
+from mailconform import messages
+from mailconform.verdicts import Inconclusive, temporary_reason
 from mailconform.wire import ImapSession, Pop3Reply, Pop3Session, SmtpReply, SmtpSession, Transcript, WireError
 from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.tls import client_context
@@ -49,6 +50,7 @@ class TargetRun:
     def __init__(self, target: Target):
         self.target = target
         self.failures: dict[str, Failure] = {}
+        self.failed_logins = 0
         self.dns_answers: dict = {}
         self.budget = ConnectionBudget(target.max_connections, target.connections_per_second)
         self._observed: dict[tuple, Observed] = {}
@@ -61,6 +63,13 @@ class TargetRun:
 
     def record(self, key: str, failure: Failure) -> None:
         self.failures.setdefault(key, failure)
+
+    def spend_failed_login(self) -> None:
+        """Count one deliberate wrong-password login; past the target's ``max_failed_logins`` it is
+        not made (a student's fail2ban or Dovecot's auth penalty would ban the grader)."""
+        if self.failed_logins >= self.target.max_failed_logins:
+            raise Inconclusive(messages.core("failed-logins-spent", count=self.target.max_failed_logins))
+        self.failed_logins += 1
 
     def session_class(self, service: str):
         return SESSION_CLASSES[service]

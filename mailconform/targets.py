@@ -38,6 +38,9 @@ DEFAULT_SENDER = "mailconform@example.com"
 #: A student's small server never sees more than this from one run (targets may set their own).
 DEFAULT_MAX_CONNECTIONS = 2
 DEFAULT_CONNECTIONS_PER_SECOND = 20.0
+#: Deliberate wrong-password logins one run may make against a target (fail2ban bans after ~5).
+DEFAULT_MAX_FAILED_LOGINS = 3
+MAX_FAILED_LOGINS = 20
 #: The most a target may set: beyond them a value is a typo (and 1e10 seconds overflows every clock).
 MAX_TIMEOUT = 300.0
 MAX_DELIVERY_WAIT = 600.0
@@ -172,6 +175,7 @@ class Target:
     sender: str = DEFAULT_SENDER
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     connections_per_second: float = DEFAULT_CONNECTIONS_PER_SECOND
+    max_failed_logins: int = DEFAULT_MAX_FAILED_LOGINS
     tls: TlsSettings = TlsSettings()
     account: Account | None = None
     from_url: bool = False      # given as a URL: advice names URL parameters and variables, not keys
@@ -196,6 +200,7 @@ class Target:
 _TARGET_KEYS = {
     "description", "domain", "host", "dns", "intrusive", "allow_cleartext_auth", "source",
     "timeout", "delivery_wait", "sender", "services", "tls", "account", "max_connections", "connections_per_second",
+    "max_failed_logins",
 }
 _TLS_KEYS = {"ca_file", "server_name", "verify"}
 _ACCOUNT_KEYS = {"user", "user_env", "password", "password_env", "address"}
@@ -440,7 +445,10 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
         timeout=c.positive(table, "timeout", path, DEFAULT_TIMEOUT, MAX_TIMEOUT),
         delivery_wait=c.positive(table, "delivery_wait", path, DEFAULT_DELIVERY_WAIT, MAX_DELIVERY_WAIT),
         sender=sender,
-        max_connections=_max_connections(c, table, path),
+        max_connections=_count(c, table, "max_connections", path, DEFAULT_MAX_CONNECTIONS, 1, MAX_CONNECTIONS,
+                               "connections"),
+        max_failed_logins=_count(c, table, "max_failed_logins", path, DEFAULT_MAX_FAILED_LOGINS, 0,
+                                 MAX_FAILED_LOGINS, "failed logins"),
         connections_per_second=c.positive(table, "connections_per_second", path, DEFAULT_CONNECTIONS_PER_SECOND,
                                           MAX_CONNECTIONS_PER_SECOND, "connections per second"),
         services=MappingProxyType(_parse_services(c, table.get("services", {}), host, "host" in table,
@@ -451,14 +459,15 @@ def _parse_target(c: _Collector, name: str, table: Any, base_dir: Path, env: Map
     )
 
 
-def _max_connections(c: _Collector, table: dict, path: str) -> int:
-    value = c.get(table, "max_connections", int, path, DEFAULT_MAX_CONNECTIONS)
-    if value < 1:
-        c.error(f"{path}.max_connections", f"expected at least 1 connection, got {value!r}")
-        return DEFAULT_MAX_CONNECTIONS
-    if value > MAX_CONNECTIONS:
-        c.error(f"{path}.max_connections", f"expected 1 <= connections <= {MAX_CONNECTIONS}, got {value!r}")
-        return DEFAULT_MAX_CONNECTIONS
+def _count(c: _Collector, table: dict, key: str, path: str, default: int, least: int, most: int, unit: str) -> int:
+    value = c.get(table, key, int, path, default)
+    if value < least:
+        c.error(f"{path}.{key}", f"expected at least {least} {unit.removesuffix('s') if least == 1 else unit}, "
+                                 f"got {value!r}")
+        return default
+    if value > most:
+        c.error(f"{path}.{key}", f"expected {least} <= {unit} <= {most}, got {value!r}")
+        return default
     return value
 
 

@@ -6,7 +6,6 @@ server refuses cleartext (TLS itself is judged in A3), never over cleartext unle
 
 from mailconform.checks import LAST, check, expect
 from mailconform.probes import body_of
-from mailconform.sessions import fake_password
 from mailconform.wire.pop3 import parse_scan_listing
 
 STEP = "A1.pop3-session"
@@ -133,4 +132,4 @@ def test_wrong_password_is_refused(pop3):
     user = pop3.credentials()[0]
     pop3.login_works()
     session = pop3.login_channel()
-    expect(session.login(user, fake_password()), "accepted").err()
+    expect(session.login(user, pop3.wrong_password()), "accepted").err()

@@ -19,6 +19,7 @@ class SuiteRun:
     output: str
     results: list[dict]
     reports: Path
+    peak_rss_mb: float = 0.0  # the largest process of the run (a worker under -n), when measured
 
     def outcomes(self, target: str) -> dict[str, str]:
         """check id → outcome, for one target."""
@@ -44,11 +45,17 @@ def listed_checks(step: str = "") -> tuple[str, ...]:
     return tuple(match.group(1) for match in map(_ROW.match, done.stdout.splitlines()) if match)
 
 
+#: Runs a command and prints the peak resident size of its largest descendant, in kilobytes.
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)")
+
+
 def run_suite(reports: Path, targets: list[str], targets_file: Path | None = None, *args: str,
-              timeout: float = 900) -> SuiteRun:
+              timeout: float = 900, measure_memory: bool = False) -> SuiteRun:
     """``pytest suites --target …`` with JSON, allure and JUnit output under ``reports``."""
     reports.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q",
+    command = [*([sys.executable, "-c", _PEAK_RSS] if measure_memory else []),
+               sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q",
                f"--results-json={reports / 'results.json'}", f"--alluredir={reports / 'allure'}",
                f"--junitxml={reports / 'junit.xml'}", *(f"--target={t}" for t in targets), *args]
     if targets_file is not None:
@@ -56,7 +63,8 @@ def run_suite(reports: Path, targets: list[str], targets_file: Path | None = Non
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     results_file = reports / "results.json"
     results = json.loads(results_file.read_text())["results"] if results_file.exists() else []
-    return SuiteRun(done.returncode, done.stdout + done.stderr, results, reports)
+    peak = float(done.stderr.strip().splitlines()[-1]) / 1024 if measure_memory else 0.0
+    return SuiteRun(done.returncode, done.stdout + done.stderr, results, reports, peak)
 
 
 def everything_written(run: SuiteRun) -> str:

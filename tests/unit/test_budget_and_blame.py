@@ -74,3 +74,14 @@ def test_a_service_that_does_not_greet_is_blamed_on_its_own_greeting(services, s
 def test_under_xdist_a_checks_unit_of_work_is_its_target(nodeid, scope):
     targets = ["greeting-421", "greeting-421-once", "pop3s://bob@127.0.0.1", "smtp://[::1]:2525", "alumnoño"]
     assert target_scope(nodeid, targets) == scope
+
+
+def test_deliberate_failed_logins_stop_at_the_targets_budget():
+    from mailconform.targetrun import TargetRun
+    from mailconform.verdicts import Inconclusive
+
+    run = TargetRun(Target("t", "127.0.0.1", {"pop3": Endpoint("127.0.0.1", 110)}, max_failed_logins=1))
+    run.spend_failed_login()
+    with pytest.raises(Inconclusive, match="already made 1 deliberate failed login.*max_failed_logins"):
+        run.spend_failed_login()
+    assert run.failed_logins == 1

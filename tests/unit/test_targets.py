@@ -125,6 +125,8 @@ def test_ca_file_is_relative_to_the_targets_file(tmp_path):
     (lab('intrusive = "yes"'), "targets.lab.intrusive: expected bool, got 'yes'"),
     (lab('max_connections = 0'), "targets.lab.max_connections: expected at least 1 connection, got 0"),
     (lab('max_connections = 1.5'), "targets.lab.max_connections: expected int, got 1.5"),
+    (lab('max_failed_logins = -1'), "targets.lab.max_failed_logins: expected at least 0 failed logins, got -1"),
+    (lab('max_failed_logins = 21'), "targets.lab.max_failed_logins: expected 0 <= failed logins <= 20, got 21"),
     (lab('connections_per_second = 0'),
      "targets.lab.connections_per_second: expected a positive number of connections per second, got 0"),
     ('[targets.lab]\nhost = "127.0.0.1"\nservices = 25', "targets.lab.services: expected a table of services"),
