@@ -113,8 +113,10 @@ def twin_run(tmp_path_factory):
         runs = [run_suite(directory / "reports" / f"group{i}", names, targets_file, "--tb=long", "-l",
                           *(f"--step={step}" for step in steps))
                 for i, (steps, names) in enumerate(groups.items())]
-        yield SuiteRun(max(r.returncode for r in runs), "\n".join(r.output for r in runs),
+        run = SuiteRun(max(r.returncode for r in runs), "\n".join(r.output for r in runs),
                        [result for r in runs for result in r.results], directory / "reports")
+        run.peaks = {fault: twin.gauge.peak for fault, twin in twins.items()}  # connections open at once
+        yield run
     finally:
         for server in servers:
             server.stop()
@@ -264,3 +266,27 @@ def test_a_failing_check_reads_in_spanish_with_lang_es(tmp_path):
     assert "Esperado: 250" in message and "Obtenido: " in message and "500" in message
     assert "smtp.session.noop (A1.smtp-session): NOOP recibe 250" in run.output
     assert "Solución: " in run.output
+
+
+def test_no_twin_ever_sees_more_connections_at_once_than_its_budget(twin_run):
+    """max_connections = 2 (the default).  The twins count on their side, where a session the
+    client ended with an accepted QUIT may still be closing while the next one opens: one more."""
+    assert max(twin_run.peaks.values()) <= 2 + 1, twin_run.peaks
+
+
+def test_data_is_only_ever_sent_to_the_accounts_own_address(twin_run):
+    """No probe sends a message anywhere but to the target's own account: every DATA in every
+    transcript follows RCPT TO the account's address only."""
+    datas = 0
+    for path in twin_run.reports.rglob("*-attachment.txt"):
+        recipients: list[str] = []
+        for line in path.read_text().splitlines():
+            command = line.split("C: ", 1)[1] if "] C: " in line else ""
+            if command.upper().startswith(("MAIL FROM", "RSET", "EHLO", "HELO")):
+                recipients = []
+            elif command.upper().startswith("RCPT TO:"):
+                recipients.append(command[8:].strip().strip("<>").lower())
+            elif command.upper() == "DATA":
+                datas += 1
+                assert recipients and set(recipients) == {"alice@twin.test"}, (path.name, recipients)
+    assert datas > 0
