@@ -40,11 +40,17 @@ TWIN_TIMEOUT = 5
 DEAD_TIMEOUT = 3
 
 
-def timed_run(targets: list[str], targets_file: Path | None = None, workers: int = 0,
-              expect_clean: bool = True) -> float:
-    """Wall seconds of one pytest run of the suite; a run that should pass but does not is reported."""
-    command = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
-               f"--target={','.join(targets)}"]
+#: Runs a command and prints the peak resident size of its largest descendant (kilobytes) on stderr.
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)")
+
+
+def measured_run(targets: list[str], targets_file: Path | None = None, workers: int = 0,
+                 expect_clean: bool = True, extra: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(wall seconds, peak MB of the largest process) of one pytest run of the suite; a run that
+    should pass but does not is reported."""
+    command = [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "pytest", "suites", "-q",
+               "-p", "no:cacheprovider", f"--target={','.join(targets)}", *extra]
     if targets_file:
         command.append(f"--targets-file={targets_file}")
     if workers:
@@ -54,17 +60,23 @@ def timed_run(targets: list[str], targets_file: Path | None = None, workers: int
     seconds = time.monotonic() - began
     if expect_clean and done.returncode != 0:
         print(f"  (note: pytest exited {done.returncode} for {len(targets)} target(s), -n {workers}:\n"
-              f"{done.stdout[-1500:]}{done.stderr[-500:]})")
-    return seconds
+              f"{done.stderr[-800:]})")
+    return seconds, float(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def timed_run(targets: list[str], targets_file: Path | None = None, workers: int = 0,
+              expect_clean: bool = True) -> float:
+    """Wall seconds of one pytest run of the suite."""
+    return measured_run(targets, targets_file, workers, expect_clean)[0]
 
 
 def median_of(repeat: int, run) -> float:
     return statistics.median(run() for _ in range(repeat))
 
 
-def twin_table(name: str, smtp: int, pop3: int, timeout: float) -> str:
+def twin_table(name: str, smtp: int, pop3: int, timeout: float, delivery_wait: float = 20) -> str:
     return (f'[targets.{name}]\nhost = "127.0.0.1"\nintrusive = true\nallow_cleartext_auth = true\n'
-            f'timeout = {timeout}\nmax_connections = 2\n'
+            f'timeout = {timeout}\ndelivery_wait = {delivery_wait}\nmax_connections = 2\n'
             f'[targets.{name}.services]\nsmtp = {smtp}\npop3 = {pop3}\n'
             f'[targets.{name}.account]\nuser = "alice"\npassword = "alice-pw"\naddress = "alice@twin.test"\n')
 

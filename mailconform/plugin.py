@@ -30,7 +30,7 @@ from mailconform.targets import (
 from mailconform.verdicts import (
     Blocked, CheckContext, CheckFailed, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, current_check,
 )
-from mailconform.wire import ConnectFailed, ReplyTimeout, TlsFailed, WireError
+from mailconform.wire import ConnectFailed, EndlessReply, ReplyTimeout, TlsFailed, WireError
 from mailconform.wire.budget import BudgetExceeded
 from mailconform.wire.secret import register as register_secret
 from mailconform.wire.transcript import shown
@@ -496,8 +496,8 @@ def _conclude(item: pytest.Item, error: BaseException | None) -> BaseException |
         outcome, message, replacement = (Outcome.WARN if run.warnings else Outcome.PASS), "; ".join(run.warnings), None
     else:
         outcome, message, replacement = _classify(error, _info(item))
-        if isinstance(error, ReplyTimeout) and error.stalled and error.service:
-            # One stall per service: the checks after this one are blocked by it, not timed out again.
+        if (isinstance(error, ReplyTimeout) and error.stalled or isinstance(error, EndlessReply)) and error.service:
+            # One stall or endless reply per service: the checks after this one are blocked by it.
             run.target_run.record(error.service, Failure(run.row_id, str(error)))
     item.stash[RESULT] = {"outcome": outcome.value, "message": shown(message)}
     return replacement

@@ -46,6 +46,7 @@ class Connection:
         self._pos = 0
         self.closed = False
         self.answered = False      # a whole line has come back (a greeting at least)
+        self.timed_out = False     # a reply did not come in time: nothing more is asked
         self.last_command = ""     # what the client sent last, as the transcript shows it
 
     @classmethod
@@ -181,6 +182,7 @@ class Connection:
         else:
             message = f"no complete reply within {self.timeout:g} s"
         self.transcript.note(message)
+        self.timed_out = True
         raise ReplyTimeout(message, stalled=self.answered, service=self.service)
 
     def pending(self, wait: float) -> bytes:

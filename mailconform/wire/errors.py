@@ -41,5 +41,14 @@ class ReplyTooLong(MalformedReply):
     """A reply line or a whole reply exceeded the size cap."""
 
 
+class EndlessReply(ReplyTooLong):
+    """A multi-line data reply (a POP3 RETR, TOP, LIST…) went past its cap: the server would go on
+    streaming.  ``service`` names the target's service, which is not asked again this run."""
+
+    def __init__(self, message: str, service: str | None = None):
+        self.service = service
+        super().__init__(message)
+
+
 class TlsFailed(WireError):
     """The TLS handshake failed (including certificate verification)."""

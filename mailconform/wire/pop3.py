@@ -7,11 +7,13 @@ import ssl
 from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
-from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.errors import EndlessReply, MalformedReply
 from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
 from mailconform.wire.session import MailboxCommands, Session
 
-MAX_MULTILINE_OCTETS = 16 * 1024 * 1024
+MAX_MULTILINE_OCTETS = 16 * 1024 * 1024  # a whole message (RETR)
+MAX_HEADER_OCTETS = 1024 * 1024          # headers (TOP n 0), capabilities, listings
+MAX_MULTILINE_LINES = 500_000            # a 100 000-message LIST fits; an endless one does not
 _STATUS = re.compile(rb"^(\+OK|-ERR)(?: (.*))?\r?\n$", re.S)
 _RESP_CODE = re.compile(r"^\[([A-Z0-9/-]+)\]")
 
@@ -72,9 +74,10 @@ class Pop3Session(MailboxCommands, Session):
         self.connection.send(line_bytes(line), redacted)
         return parse_status(self.connection.readline(deadline or self.connection.deadline()))
 
-    def multiline(self, line: str) -> Pop3Reply:
+    def multiline(self, line: str, cap: int = MAX_HEADER_OCTETS) -> Pop3Reply:
         """A command whose +OK is followed by dot-terminated, byte-stuffed lines (RFC 1939 §3);
-        the whole reply must arrive within one timeout."""
+        the whole reply must arrive within one timeout, and within ``cap`` octets and
+        MAX_MULTILINE_LINES lines (else :class:`EndlessReply`)."""
         deadline = self.connection.deadline()
         status = self.command(line, deadline=deadline)
         if not status.ok:
@@ -87,8 +90,11 @@ class Pop3Session(MailboxCommands, Session):
                 return Pop3Reply(True, status.text, tuple(lines), octets)
             lines.append(content)
             octets += len(content) + 2
-            if octets > MAX_MULTILINE_OCTETS:
-                raise ReplyTooLong(f"a multi-line reply larger than {MAX_MULTILINE_OCTETS} octets")
+            if octets > cap or len(lines) > MAX_MULTILINE_LINES:
+                self.connection.timed_out = True  # do not wait for the rest of it again
+                raise EndlessReply(f"the reply to {line.split()[0]} went on past {min(octets, cap)} octets and "
+                                   f"{len(lines)} lines (cap {cap} octets, {MAX_MULTILINE_LINES} lines)",
+                                   self.connection.service)
 
     def capa(self) -> Pop3Reply:
         reply = self.multiline("CAPA")
@@ -124,7 +130,7 @@ class Pop3Session(MailboxCommands, Session):
         return self.command("STAT")
 
     def list(self, number: int | None = None) -> Pop3Reply:
-        return self.command(f"LIST {number}") if number is not None else self.multiline("LIST")
+        return self.command(f"LIST {number}") if number is not None else self.multiline("LIST", MAX_MULTILINE_OCTETS)
 
     def message_numbers(self) -> list[int]:
         """The numbers LIST shows (malformed listing lines are skipped; [] on -ERR)."""
@@ -133,7 +139,7 @@ class Pop3Session(MailboxCommands, Session):
         return [scan[0] for scan in scans if scan]
 
     def retr(self, number: int) -> Pop3Reply:
-        return self.multiline(f"RETR {number}")
+        return self.multiline(f"RETR {number}", MAX_MULTILINE_OCTETS)
 
     def top(self, number: int, lines: int) -> Pop3Reply:
         return self.multiline(f"TOP {number} {lines}")

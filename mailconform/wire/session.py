@@ -42,8 +42,9 @@ class Session:
         self.connection.close()
 
     def finish(self) -> None:
-        """Say goodbye (best effort) and close: for sessions whose ending nobody judges."""
-        if not self.connection.closed:
+        """Say goodbye (best effort) and close: for sessions whose ending nobody judges.  A server
+        that let a reply time out is not asked again: its QUIT would cost another timeout."""
+        if not self.connection.closed and not self.connection.timed_out:
             try:
                 self.quit()
             except WireError:

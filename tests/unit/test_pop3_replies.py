@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from mailconform.wire import pop3
-from mailconform.wire.errors import MalformedReply, ReplyTimeout, ReplyTooLong
+from mailconform.wire.errors import EndlessReply, MalformedReply, ReplyTimeout
 from mailconform.wire.connection import Connection
 from mailconform.wire.pop3 import Pop3Reply, Pop3Session, parse_scan_listing, parse_status, unstuff
 from mailconform.wire.transcript import Transcript
@@ -155,10 +155,19 @@ def test_endless_multiline_reply_is_capped(pop3_pair, monkeypatch):
 
     threading.Thread(target=flood, daemon=True).start()
     try:
-        with pytest.raises(ReplyTooLong):
-            session.multiline("RETR 1")
+        with pytest.raises(EndlessReply, match="the reply to RETR went on past 65536 octets"):
+            session.retr(1)
     finally:
         stop.set()
+    assert session.connection.timed_out  # no QUIT waits for the rest of it
+
+
+def test_an_endless_list_of_tiny_lines_is_capped_by_its_line_count(pop3_pair, monkeypatch):
+    monkeypatch.setattr(pop3, "MAX_MULTILINE_LINES", 1000)
+    session, server = pop3_pair
+    server.sendall(b"+OK\r\n" + b"1 1\r\n" * 1001)
+    with pytest.raises(EndlessReply, match="1001 lines"):
+        session.list()
 
 
 def test_list_gives_message_numbers_and_skips_malformed_lines(pop3_pair):
