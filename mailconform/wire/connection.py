@@ -38,6 +38,7 @@ class Connection:
                  release=lambda: None, service: str | None = None):
         self.sock = sock
         self.service = service     # the target's service it talks to, named in a stall
+        self.endpoint = endpoint_of(sock)
         self._release = release  # gives the budget's slot back once the connection is over
         self.transcript = transcript
         self.timeout = timeout
@@ -177,10 +178,10 @@ class Connection:
         if self.buffer:
             self.transcript.server(self._take_all())
         if self.answered and self.last_command:
-            message = f"the server answered before, then gave no complete reply to {self.last_command} " \
+            message = f"{self.endpoint} answered before, then gave no complete reply to {self.last_command} " \
                       f"within {self.timeout:g} s"
         else:
-            message = f"no complete reply within {self.timeout:g} s"
+            message = f"no complete reply from {self.endpoint} within {self.timeout:g} s"
         self.transcript.note(message)
         self.timed_out = True
         raise ReplyTimeout(message, stalled=self.answered, service=self.service)
@@ -252,6 +253,15 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def endpoint_of(sock: socket.socket) -> str:
+    """``host:port`` (``[v6]:port``) of the server a socket talks to, for messages."""
+    try:
+        host, port, *_ = sock.getpeername()
+    except (OSError, ValueError, TypeError):
+        return "the server"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _handshake(sock: ssl.SSLSocket, deadline: float) -> None:

@@ -92,7 +92,7 @@ class Pop3Session(MailboxCommands, Session):
             octets += len(content) + 2
             if octets > cap or len(lines) > MAX_MULTILINE_LINES:
                 self.connection.timed_out = True  # do not wait for the rest of it again
-                raise EndlessReply(f"the reply to {line.split()[0]} went on past {min(octets, cap)} octets and "
+                raise EndlessReply(f"{self.connection.endpoint}: the reply to {line.split()[0]} went on past {min(octets, cap)} octets and "
                                    f"{len(lines)} lines (cap {cap} octets, {MAX_MULTILINE_LINES} lines)",
                                    self.connection.service)
 

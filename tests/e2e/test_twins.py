@@ -274,10 +274,15 @@ def test_no_twin_ever_sees_more_connections_at_once_than_its_budget(twin_run):
     assert max(twin_run.peaks.values()) <= 2 + 1, twin_run.peaks
 
 
+RESERVED = (".test", ".invalid", ".example", ".localhost", "example.com", "example.net", "example.org")
+
+
 def test_data_is_only_ever_sent_to_the_accounts_own_address(twin_run):
     """No probe sends a message anywhere but to the target's own account: every DATA in every
-    transcript follows RCPT TO the account's address only."""
+    transcript follows RCPT TO the account's address only; and no RCPT names a domain outside the
+    reserved ones (RFC 2606) and the target's own."""
     datas = 0
+    recipients_seen = set()
     for path in twin_run.reports.rglob("*-attachment.txt"):
         recipients: list[str] = []
         for line in path.read_text().splitlines():
@@ -286,7 +291,9 @@ def test_data_is_only_ever_sent_to_the_accounts_own_address(twin_run):
                 recipients = []
             elif command.upper().startswith("RCPT TO:"):
                 recipients.append(command[8:].strip().strip("<>").lower())
+                recipients_seen.add(recipients[-1])
             elif command.upper() == "DATA":
                 datas += 1
                 assert recipients and set(recipients) == {"alice@twin.test"}, (path.name, recipients)
     assert datas > 0
+    assert all(r.rpartition("@")[2].endswith(RESERVED) for r in recipients_seen), recipients_seen
