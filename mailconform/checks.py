@@ -44,13 +44,16 @@ ACTIVITIES: dict[str, str] = {
     "A3": "A3 · securing POP3",
     "E": "E · IMAP security",
 }
-PROTOCOLS: dict[str, str] = {"smtp": "SMTP", "pop3": "POP3", "imap": "IMAP", "tls": "TLS", "dns": "DNS"}
+PROTOCOLS: dict[str, str] = {"smtp": "SMTP", "pop3": "POP3", "imap": "IMAP", "tls": "TLS", "dns": "DNS",
+                             "capture": "Capture"}
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY", "policy")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 #: ``order=`` of a check that must run after every other check of its target (e.g. one that
 #: fails a login on purpose: Dovecot then slows every later login from the same address).
 LAST = 100
+#: ``order=`` of the checks that read the run's own traffic back (``--capture-dir``): after all others.
+AFTER_EVERYTHING = LAST + 1
 
 _ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9-]+){2,}$")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9.-]*$")

@@ -60,33 +60,43 @@ class Lookup:
                 self.cache[key] = failure
                 raise
             return self.cache[key]
-        self.transcript.client(f"{name} {rdtype}?".encode())
+        self._question(name, rdtype)
         answer = self.cache[key]
         self.transcript.note("answer from earlier in this run:")
         if isinstance(answer, DnsFailure):
-            self.transcript.server(str(answer).encode())
+            self.transcript.text("S", f";; {answer}")
             raise answer
-        self.transcript.server(_show(answer))
+        self._answer(name, rdtype, answer)
         return answer
 
+    def _question(self, name: str, rdtype: str) -> None:
+        """The query as dig shows its question section."""
+        self.transcript.text("C", f";{name.rstrip('.')}.\tIN\t{rdtype}")
+
+    def _answer(self, name: str, rdtype: str, records: list) -> None:
+        """The answer as dig shows it: the status, then one line per record."""
+        self.transcript.text("S", f";; status: NOERROR, {len(records)} answer(s)" + ("" if records else " (NODATA)"))
+        for record in records:
+            self.transcript.text("S", f"{name.rstrip('.')}.\tIN\t{rdtype}\t{record.to_text()}")
+
     def _ask(self, name: str, rdtype: str) -> list:
-        self.transcript.client(f"{name} {rdtype}?".encode())
+        self._question(name, rdtype)
         if self.refusal:
             self.transcript.note(self.refusal)
             raise DnsFailure("not-loopback", self.refusal)
         try:
             answer = self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
-            self.transcript.server(f"NXDOMAIN: {name} does not exist".encode())
+            self.transcript.text("S", f";; status: NXDOMAIN ({name} does not exist)")
             raise DnsFailure("nxdomain", f"{name} does not exist (NXDOMAIN)") from None
         except dns.resolver.NoNameservers as exc:
-            self.transcript.server(f"SERVFAIL: {exc}".encode())
+            self.transcript.text("S", f";; status: SERVFAIL ({exc})")
             raise DnsFailure("servfail", f"no server could answer for {name} {rdtype} (SERVFAIL)") from None
         except dns.exception.Timeout:
-            self.transcript.server(b"(no answer)")
+            self.transcript.text("S", f";; connection timed out; no servers could be reached ({self.resolver.lifetime:g} s)")
             raise DnsFailure("timeout", f"no DNS answer for {name} {rdtype} within {self.resolver.lifetime:g} s") from None
         records = list(answer.rrset or [])
-        self.transcript.server(_show(records))
+        self._answer(name, rdtype, records)
         return records
 
     def mx(self, domain: str) -> list[MxRecord]:
@@ -105,7 +115,3 @@ class Lookup:
                     raise
                 break
         return found
-
-
-def _show(records: list) -> bytes:
-    return (" | ".join(r.to_text() for r in records) or "NOERROR, no records (NODATA)").encode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailconform import messages
+from mailconform import messages, suite_version
 from mailconform.checks import SEVERITIES, STEPS
 from mailconform.targets import FileProblems, read_toml
 from mailconform.verdicts import Outcome
@@ -157,15 +157,9 @@ def grade_document(rubric: Rubric, grades: dict[str, dict], targets: list, lang:
     """The grade JSON: run metadata (with the rubric's points per step, so shards can be merged
     without it), then each target's grade.  ``positions``: each target's place in the whole
     (unsharded) run, so merged shards list the targets in the order one run would."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        suite_version = version("mailconform")
-    except PackageNotFoundError:
-        suite_version = "unknown"
     positions = positions or {t.name: place for place, t in enumerate(targets)}
     return {
-        "run": {"suite_version": suite_version, "time": _now(),
+        "run": {"suite_version": suite_version(), "time": _now(),
                 "rubric": str(rubric.path), "lang": lang, "shard": shard, "steps": rubric.steps,
                 "targets": {t.name: {"position": positions[t.name], "source": t.source or "the system's choice",
                                      "services": {s: str(e) for s, e in t.services.items()}} for t in targets}},
@@ -185,7 +179,8 @@ def write_csv(path: Path, document: dict) -> None:
     import csv
 
     grades = document["targets"]
-    steps = [step for step in document["run"]["steps"] if any(step in grade["steps"] for grade in grades.values())]
+    steps = [step for step in document["run"]["steps"]  # a step no target could be graded on has no column
+             if any(grade["steps"].get(step, {}).get("max") for grade in grades.values())]
     with messages.speaking(document["run"]["lang"]), path.open("w", encoding="utf-8-sig", newline="") as file:
         writer = csv.writer(file)
         writer.writerow([messages.label("target"), *steps, messages.label("total"), messages.label("max"),

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from mailconform import messages, report
+from mailconform import allure_report, annotate, messages, report, suite_version
 from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_selection
 from mailconform.discovery import Discovery, discover
 from mailconform.discovery import apply as apply_discovery
 from mailconform.dns import DnsFailure, Lookup
 from mailconform.grading import DEFAULT_RUBRIC, EXIT_NOT_JUDGED, Rubric, RubricError, grade, grade_document, load_rubric, write_csv
+from mailconform.capture import Capture
 from mailconform.mailbox import Mailbox
 from mailconform.scheduling import Shard, target_of
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
@@ -52,6 +53,7 @@ class RunState:
     rubric: Rubric | None = None
     shard: Shard | None = None
     positions: dict[str, int] = field(default_factory=dict)  # each target's place in the unsharded run
+    capture_dir: Path | None = None
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -59,7 +61,7 @@ class RunState:
     def target_run(self, name: str) -> TargetRun:
         """The run scope of target ``name``, made on first use in this process."""
         if name not in self.runs:
-            self.runs[name] = TargetRun(self.target(name))
+            self.runs[name] = TargetRun(self.target(name), self.capture_dir)
         return self.runs[name]
 
 
@@ -98,6 +100,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--shard", default=None, metavar="K/N",
                     help="run only the K-th of N shares of the targets (round robin in the order given, so every "
                          "machine or CI job of a class gets its own); merge the grade files with mailconform merge.")
+    group.addoption(allure_report.KEEP_HISTORY_OPTION, action="store_true", default=False,
+                    help="keep the results of earlier runs in --alluredir (default: each run replaces them).")
+    group.addoption("--capture-dir", default=None, metavar="DIR",  # pytest's own --capture is output capturing
+                    help="record each target's traffic to DIR/NAME.pcapng with a TLS key log DIR/NAME.keys "
+                         "(Wireshark decrypts with it; it is a secret), and check it (lab step A1.capture). "
+                         "Needs dumpcap and tshark.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -122,12 +130,16 @@ def pytest_configure(config: pytest.Config) -> None:
     except RubricError as error:
         raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(Results(config), "mailconform-results")
+    alluredir = getattr(option, "allure_report_dir", None)
+    if alluredir and not option.allure_keep_results and not hasattr(config, "workerinput"):
+        allure_report.clean(Path(alluredir))
     try:
         shard = Shard.parse(option.shard) if option.shard else None
         state.targets = resolve_targets(option.target, targets_file)
     except (TargetsError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     state.positions = {target.name: place for place, target in enumerate(state.targets)}
+    state.capture_dir = Path(option.capture_dir).resolve() if option.capture_dir else None
     for target in state.targets:  # hidden from now on, even where a server echoes them
         if target.account and target.account.password:
             register_secret(target.account.password, target.account.user)
@@ -189,6 +201,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines += [f"    {line}" for line in [*(found.lines() if found else []), *target.notes]]
     if state.steps:
         lines.append(f"  steps: {', '.join(sorted(state.steps))}")
+    if state.capture_dir:
+        lines.append("  " + messages.core("capturing", directory=state.capture_dir))
     return lines
 
 
@@ -279,7 +293,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         checks.append(item)
         if config.pluginmanager.hasplugin("allure_pytest"):
-            _add_allure_labels(item, info)
+            allure_report.add_labels(item, info, _target_name(item), _row_id(item, info))
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     names = [t.name for t in state.targets]
@@ -287,21 +301,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {id(item): place for place, item in enumerate(checks)}
     checks.sort(key=lambda item: (names.index(_target_name(item)), _info(item).order, order[id(item)]))
     items[:] = plain + checks
-
-
-_ALLURE_SEVERITY = {"critical": "blocker", "high": "critical", "medium": "normal", "low": "minor", "info": "trivial"}
-
-
-def _add_allure_labels(item: pytest.Item, info: CheckInfo) -> None:
-    import allure
-
-    item.add_marker(allure.epic(info.protocol))
-    item.add_marker(allure.feature(info.activity))
-    item.add_marker(allure.story(info.step))
-    item.add_marker(allure.severity(allure.severity_level(_ALLURE_SEVERITY[info.severity])))
-    item.add_marker(allure.label("target", _target_name(item)))
-    item.add_marker(allure.label("check", _row_id(item, info)))
-    item.add_marker(allure.link(info.rfc_url, link_type="rfc", name=info.rfc_label))
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run with -p no:xdist has no such hook
@@ -396,6 +395,18 @@ def intrusive_recipient(target: Target) -> str:
 
 
 @pytest.fixture
+def capture(check_run: CheckRun) -> Capture:
+    """The target's traffic this run (``--capture-dir``), stopped and ready to read."""
+    captured = check_run.target_run.capture
+    if captured is None:
+        raise NotApplicable(messages.core("no-capture"))
+    captured.stop()
+    if captured.error:
+        raise NotApplicable(messages.core("capture-failed", error=captured.error))
+    return captured
+
+
+@pytest.fixture
 def dns_lookup(check_run: CheckRun) -> Lookup:
     """DNS queries through the target's resolver, recorded in the check's transcript."""
     return Lookup(check_run.target, check_run.transcript("dns"), check_run.target_run.dns_answers)
@@ -459,6 +470,7 @@ def pytest_runtest_teardown(item: pytest.Item):
         run.close()
 
 
+TRANSCRIPT_TAIL = 30  # lines of each transcript the terminal and JUnit show under a verdict
 RETRY_PAUSE = 2.0  # seconds before the one retry of a check the server answered "not now"
 
 
@@ -499,7 +511,8 @@ def _conclude(item: pytest.Item, error: BaseException | None) -> BaseException |
         if (isinstance(error, ReplyTimeout) and error.stalled or isinstance(error, EndlessReply)) and error.service:
             # One stall or endless reply per service: the checks after this one are blocked by it.
             run.target_run.record(error.service, Failure(run.row_id, str(error)))
-    item.stash[RESULT] = {"outcome": outcome.value, "message": shown(message)}
+    item.stash[RESULT] = {"outcome": outcome.value, "message": shown(message),
+                          "blocked_by": error.cause if isinstance(error, Blocked) else None}
     return replacement
 
 
@@ -519,7 +532,8 @@ def _classify(error: BaseException, info: CheckInfo) -> tuple[Outcome, str, Base
     if isinstance(error, Blocked):
         return Outcome.BLOCKED, str(error), pytest.skip.Exception(str(error))
     if isinstance(error, (WireError, DnsFailure)):
-        return Outcome.FAIL, str(error), CheckFailed(str(error))
+        failed = CheckFailed(str(error), messages.core("wire-expected"), messages.core("wire-actual", error=error))
+        return Outcome.FAIL, str(failed), failed
     if isinstance(error, pytest.skip.Exception):
         return Outcome.NOT_APPLICABLE, str(error), None
     if isinstance(error, pytest.fail.Exception) and str(error).startswith("Timeout"):
@@ -543,6 +557,21 @@ def _undecided(error: BaseException) -> bool:
     return False
 
 
+#: How ``-v``, the progress letters and the final counts show each outcome (pytest's category,
+#: letter, word): a warning is a pass that says so; the three undecided outcomes are skips apart.
+_STATUS = {Outcome.WARN.value: ("passed", "W", ("WARN", {"yellow": True})),
+           Outcome.INCONCLUSIVE.value: ("skipped", "?", ("INCONCLUSIVE", {"yellow": True})),
+           Outcome.NOT_APPLICABLE.value: ("skipped", "-", ("N/A", {})),
+           Outcome.BLOCKED.value: ("skipped", "b", ("BLOCKED", {"yellow": True}))}
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    outcome = dict(getattr(report, "user_properties", ())).get(f"{RESULT_PROPERTY}.outcome")
+    status = _STATUS.get(outcome)
+    # Only a word for what pytest already counts that way: a check that broke stays a failure.
+    return status if status and status[0] == report.outcome and report.when != "teardown" else None
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: other plugins (allure, JUnit) read what is set here
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report_ = yield
@@ -559,11 +588,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                   "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
                   "title": info.title, "fix": info.fix or None, **result}
         report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
-        _attach_to_allure(item, info, run, Outcome(result["outcome"]), result["message"])
+        if item.config.pluginmanager.hasplugin("allure_pytest"):  # after the deciding phase: allure
+            allure_report.attach(info, result["target"], run.row_id, Outcome(result["outcome"]),  # rewrites titles
+                                 result["message"], run.transcripts)                              # at setup's end
+        for name in ("target", "check", "step", "outcome", "message"):  # -v's word, and JUnit (which
+            field = (f"{RESULT_PROPERTY}.{name}", result[name])      # reads the teardown report's copy
+            report_.user_properties.append(field)                    # of the item's properties)
+            item.user_properties.append(field)
         if result["outcome"] == Outcome.FAIL.value:
             report_.sections.append(("mailconform", report.failure_details(info)))
-        for transcript in run.transcripts:
-            report_.sections.append((f"transcript {transcript.title}", transcript.render(timestamps=True)))
+        for transcript in run.transcripts:  # the end of each, annotated: the whole is in allure
+            report_.sections.append((f"transcript {transcript.title}",
+                                     transcript.render(tail=TRANSCRIPT_TAIL, timestamps=True, annotate=annotate.note)))
     _show_safely(item, report_, call, result)
     return report_
 
@@ -579,12 +615,25 @@ def _show_safely(item: pytest.Item, report_: pytest.TestReport, call: pytest.Cal
     if longrepr is None:
         return
     if report_.skipped and isinstance(longrepr, tuple):
-        path, line = _check_location(item)
+        blocked_by = result.get("blocked_by") if result else None
+        path, line = _check_location(item, blocked_by)
         report_.longrepr = (path, line, shown(longrepr[2]))
     elif result is not None and result["outcome"] == Outcome.FAIL.value and item.config.option.tbstyle == "auto":
         report_.longrepr = f"{result['check']} [{result['target']}]: {result['title']}\n{shown(result['message'])}"
+        try:  # what allure shows in its error box
+            raise Finding(shown(result["message"])) from None
+        except Finding:
+            call.excinfo = pytest.ExceptionInfo.from_current()
     else:
         report_.longrepr = shown(str(longrepr))
+
+
+class Finding(AssertionError):
+    """A failed check as a tool that prints the exception's type shows it (allure's error box):
+    ``FAIL: the server answered…``, not ``mailconform.verdicts.CheckFailed: …``."""
+
+
+Finding.__module__, Finding.__qualname__ = "builtins", "FAIL"
 
 
 def _scrub_exception(error: BaseException) -> None:
@@ -595,23 +644,21 @@ def _scrub_exception(error: BaseException) -> None:
         error.args = tuple(shown(arg) if isinstance(arg, str) else arg for arg in error.args)
 
 
-def _check_location(item: pytest.Item) -> tuple[str, int]:
+def _check_location(item: pytest.Item, blocked_by: str | None = None) -> tuple[str, int]:
+    """Where a skipped check's line points: the check itself, or for a blocked one the check that
+    blocked it, so pytest counts every check one cause blocked on one line."""
+    if blocked_by:
+        cause = blocked_by.split("@")[0]
+        item = next((other for other in item.session.items if (info := _info(other)) and info.id == cause), item)
     path, line, _ = item.reportinfo()
     return str(path), (line or 0) + 1
 
 
-def _attach_to_allure(item: pytest.Item, info: CheckInfo, run: CheckRun, outcome: Outcome, message: str) -> None:
-    """Title, verdict and transcripts in allure.  Done here, once the phase that decided is over:
-    allure-pytest rewrites the title and description at the end of setup."""
-    if not item.config.pluginmanager.hasplugin("allure_pytest"):
-        return
-    import allure
-
-    allure.dynamic.title(f"{run.row_id}: {info.title} [{run.target.name}]")
-    allure.dynamic.description(report.description(info, outcome, message))
-    for transcript in run.transcripts:
-        allure.attach(transcript.render(timestamps=True), name=f"transcript {transcript.title}",
-                      attachment_type=allure.attachment_type.TEXT)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every capture of this process ends with the run (a check that reads one stopped it earlier)."""
+    for target_run in session.config.stash[STATE].runs.values():
+        if target_run.capture is not None:
+            target_run.capture.stop()
 
 
 # --------------------------------------------------------------------------- results
@@ -681,6 +728,8 @@ class Results:
             Path(option.grade_json).write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
         if option.grade_csv:
             write_csv(Path(option.grade_csv), document)
+        if getattr(option, "allure_report_dir", None):
+            allure_report.write_side_files(Path(option.allure_report_dir), state.targets, suite_version(), option.lang)
         if state.shard and not state.targets and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK
         if session.exitstatus == pytest.ExitCode.OK and self.not_judged():

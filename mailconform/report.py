@@ -21,13 +21,19 @@ def failure_details(info: CheckInfo) -> str:
 
 
 def description(info: CheckInfo, outcome: Outcome, message: str) -> str:
-    """The allure description: the requirement quoted in the docstring, the verdict, the fix."""
-    rows = [info.title, "", inspect.cleandoc(info.doc), "",
-            f"{messages.label('verdict')}: {outcome.value}" + (f" — {message}" if message else "")]
+    """The allure description (Markdown), one paragraph each: what the check establishes (the
+    RFC's words), the verdict with Expected/Actual, the fix, the RFC link."""
+    quoted = "\n".join(f"> {line}" if line else ">" for line in inspect.cleandoc(info.doc).splitlines())
+    paragraphs = [f"**{info.title}**", quoted, f"**{messages.label('verdict')}:** {outcome.value}"]
+    if message:
+        paragraphs.append(FENCE + "\n" + message.replace(FENCE, "` ` `") + "\n" + FENCE)
     if info.fix:
-        rows.append(f"{messages.label('fix')}: {info.fix}")
-    rows.append(f"{info.rfc_label} ({info.level}): {info.rfc_url}")
-    return "\n".join(rows)
+        paragraphs.append(f"**{messages.label('fix')}:** {info.fix}")
+    paragraphs.append(f"[{info.rfc_label}]({info.rfc_url}) ({info.level})")
+    return "\n\n".join(paragraphs)
+
+
+FENCE = "`" * 3  # a Markdown code block keeps Expected and Actual aligned
 
 
 #: What a summary lists first, and how many findings it shows per target.  A blocked check is left
@@ -79,17 +85,33 @@ def _step_outcome(count: Counter) -> str:
 
 def findings(target: str, results: list[dict]) -> list[str]:
     """The target's most important findings: failures by severity, then warnings, then what could
-    not be decided; each with its first message line and the fix."""
+    not be decided, each with its first message line and the fix; checks with the same message on
+    one line.  Then one line per cause that blocked other checks, with how many and which."""
     found = sorted((r for r in results if r["outcome"] in _FINDING_ORDER),
                    key=lambda r: (_FINDING_ORDER.index(r["outcome"]), _SEVERITY_ORDER.index(r["severity"])))
-    if not found:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in found:
+        groups.setdefault((r["outcome"], (r["message"].splitlines() or [""])[0]), []).append(r)
+    blocked: dict[str, list[dict]] = {}
+    for r in results:
+        if r["outcome"] == "blocked":
+            blocked.setdefault(r.get("blocked_by") or "?", []).append(r)
+    if not groups and not blocked:
         return []
     lines = [""]
-    for r in found[:TOP_FINDINGS]:
-        first_line = (r["message"].splitlines() or [""])[0]
-        lines.append(f"{r['outcome'].upper():13} {target} {r['check']}: {first_line}")
-        if r["outcome"] in ("fail", "warn") and r.get("fix"):
-            lines.append(f"{'':13} {messages.label('fix')}: {r['fix']}")
-    if len(found) > TOP_FINDINGS:
-        lines.append(f"{'':13} {messages.core('more-findings', count=len(found) - TOP_FINDINGS, target=target)}")
+    for (outcome, first_line), rows in list(groups.items())[:TOP_FINDINGS]:
+        lines.append(f"{outcome.upper():13} {target} {_checks(rows)}: {first_line}")
+        if outcome in ("fail", "warn") and rows[0].get("fix"):
+            lines.append(f"{'':13} {messages.label('fix')}: {rows[0]['fix']}")
+    if len(groups) > TOP_FINDINGS:
+        more = sum(len(rows) for rows in list(groups.values())[TOP_FINDINGS:])
+        lines.append(f"{'':13} {messages.core('more-findings', count=more, target=target)}")
+    for cause, rows in blocked.items():
+        lines.append(f"{'BLOCKED':13} {target} {messages.core('blocked-count', count=len(rows), cause=cause)}: "
+                     f"{_checks(rows)}")
     return lines
+
+
+def _checks(rows: list[dict], shown: int = 3) -> str:
+    names = [r["check"] for r in rows]
+    return ", ".join(names[:shown]) + (f" (+{len(names) - shown})" if len(names) > shown else "")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from mailconform import observations
+from mailconform.capture import Capture
 from mailconform.targets import IMPLICIT_TLS, Target
 from mailconform import messages
 from mailconform.verdicts import Inconclusive, temporary_reason
@@ -47,8 +49,11 @@ class TargetRun:
     EHLO), "pop3-login", "delivery" (a probe accepted but never stored) and "retry" (a retry met
     a refusal again)."""
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, capture_dir: Path | None = None):
         self.target = target
+        #: ``--capture-dir``: the target's traffic from before its first connection (A1.capture).
+        self.capture = Capture.start(capture_dir, target.name, {service: (e.host, e.port) for service, e in
+                                                                 target.services.items()}, target.dns) if capture_dir else None
         self.failures: dict[str, Failure] = {}
         self.failed_logins = 0
         self.dns_answers: dict = {}
@@ -87,6 +92,8 @@ class TargetRun:
         """The target's one client TLS context (trust anchor, verification) for the whole run."""
         if self._tls_context is None:
             self._tls_context = client_context(self.target.tls)
+            if self.capture is not None and self.capture.error is None:
+                self._tls_context.keylog_filename = str(self.capture.keylog)  # Wireshark decrypts with it
         return self._tls_context
 
     # ------------------------------------------------------------------ observations

@@ -89,6 +89,11 @@ def advice(from_url: bool, key: str, **fields) -> str:
     return core(f"{key}-url" if from_url else key, **fields)
 
 
+def codes(table: str) -> dict[str, str]:
+    """What reply codes mean (``codes.smtp``, ``codes.enhanced``, ``codes.pop3``, ``codes.imap``)."""
+    return catalogue(language.get()).get("codes", {}).get(table) or catalogue(DEFAULT_LANGUAGE)["codes"].get(table, {})
+
+
 @contextmanager
 def speaking(lang: str):
     """Within the block, sentences are in ``lang`` (a file written in another run's language)."""

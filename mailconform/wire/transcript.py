@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from mailconform.wire.secret import REDACTED, Secret, redact
 
@@ -94,17 +95,29 @@ class Transcript:
     def note(self, text: str) -> None:
         self._add("*", text)
 
-    def render(self, tail: int | None = None, timestamps: bool = False) -> str:
-        def row(e: Entry) -> str:
-            return (f"[{e.at:7.3f}] " if timestamps else "") + f"{e.direction}: {e.text}"
+    def text(self, direction: str, text: str) -> None:
+        """A line of a conversation that is not bytes on a socket (a DNS question or answer)."""
+        self._add(direction, escape_controls(text))
 
-        cut = f"   … {self.dropped_lines} line(s), {self.dropped_chars} characters, not kept"
+    def render(self, tail: int | None = None, timestamps: bool = False,
+               annotate: Callable[[str, str], str | None] | None = None) -> str:
+        """The transcript as text (its last ``tail`` lines only, if given); ``annotate(title, line)``
+        gives a note shown beside the first line of each server reply."""
+        entries = self.entries
+
+        def row(index: int, e: Entry) -> str:
+            text = (f"[{e.at:7.3f}] " if timestamps else "") + f"{e.direction}: {e.text}"
+            first = e.direction == "S" and (index == 0 or entries[index - 1].direction != "S")
+            meaning = annotate(self.title, e.text) if annotate and first else None
+            return f"{text}    ← {meaning}" if meaning else text
+
+        rows = [row(i, e) for i, e in enumerate(entries)]
         if tail is not None:
-            entries = self.entries
-            rows = [f"   … {len(entries) - tail + self.dropped_lines} earlier line(s)"] if len(entries) > tail else []
-            return "\n".join(rows + [row(e) for e in entries[-tail:]])
-        middle = [cut] if self.dropped_lines else []
-        return "\n".join([f"# {self.title}", *map(row, self.head), *middle, *map(row, self.tail)])
+            earlier = len(rows) - tail + self.dropped_lines
+            return "\n".join(([f"   … {earlier} earlier line(s)"] if len(rows) > tail else []) + rows[-tail:])
+        middle = [f"   … {self.dropped_lines} line(s), {self.dropped_chars} characters, not kept"] \
+            if self.dropped_lines else []
+        return "\n".join([f"# {self.title}", *rows[:len(self.head)], *middle, *rows[len(self.head):]])
 
 
 def _lines(data: bytes) -> list[str]:

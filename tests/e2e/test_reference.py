@@ -13,7 +13,8 @@ from suite_runner import REPO, everything_written, listed_checks, run_suite
 
 @pytest.fixture(scope="module")
 def reference_run(reference_server, tmp_path_factory):
-    return run_suite(tmp_path_factory.mktemp("reference"), ["reference"])
+    reports = tmp_path_factory.mktemp("reference")
+    return run_suite(reports, ["reference"], None, f"--capture-dir={reports / 'capture'}")  # A1.capture too
 
 
 def test_every_a1_check_passes_on_the_reference(reference_run):
@@ -24,8 +25,25 @@ def test_every_a1_check_passes_on_the_reference(reference_run):
 
 
 def test_workers_give_the_reference_the_same_verdicts(reference_run, tmp_path_factory):
-    parallel = run_suite(tmp_path_factory.mktemp("reference-n"), ["reference"], None, "-n", "4")
+    reports = tmp_path_factory.mktemp("reference-n")
+    parallel = run_suite(reports, ["reference"], None, "-n", "4", f"--capture-dir={reports / 'capture'}")
     assert parallel.outcomes("reference") == reference_run.outcomes("reference"), parallel.output[-3000:]
+
+
+def test_the_allure_report_of_the_reference_reads_as_the_lab(reference_run):
+    import json
+
+    allure = reference_run.reports / "allure"
+    results = [json.loads(path.read_text()) for path in allure.glob("*-result.json")]
+    assert len(results) == len(listed_checks())
+    suites = {(label["name"], label["value"]) for result in results for label in result["labels"]}
+    assert {("parentSuite", "reference"), ("suite", "A1 · mail protocols by hand"), ("subSuite", "A1.mx")} <= suites
+    assert (allure / "categories.json").exists() and "target.reference=smtp=127.0.10.2:25" in (
+        allure / "environment.properties").read_text()
+    attachments = "".join(path.read_text() for path in allure.glob("*-attachment.txt"))
+    assert "220 mail.mailconform.test ESMTP" in attachments and "← service ready" in attachments
+    assert "←" in attachments.split("+OK")[1][:200]  # POP3 replies are noted too
+    assert ";mailconform.test.\tIN\tMX" in attachments  # DNS as dig shows it
 
 
 def test_the_reference_password_is_never_written(reference_run):

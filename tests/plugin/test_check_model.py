@@ -113,7 +113,7 @@ def test_a_verdict_reached_in_a_fixture_keeps_its_allure_title_and_verdict(lab):
     write_checks(lab, a_check("smtp.demo.absent", args="target, intrusive_recipient"))
     run(lab, "--target", "twin", "--alluredir", "allure", subprocess=True)
     result = allure_results(lab.path / "allure")["smtp.demo.absent"]
-    assert result["name"].startswith("smtp.demo.absent: ")
+    assert result["name"].startswith("[not_applicable] smtp.demo.absent: ")
     assert "not_applicable" in result["description"]
     assert json.dumps(result["parameters"])  # still parametrized by the target's name only
 

@@ -55,10 +55,11 @@ def test_every_blocking_reference_names_a_real_check():
 
 # --------------------------------------------------------------------------- the message catalogues
 
-def _keys(table: dict, prefix: str = "") -> set[str]:
+def _keys(table: dict, prefix: tuple = ()) -> set[tuple]:
+    """Every leaf's path of keys (a tuple: keys such as codes.pop3."SYS/TEMP" hold slashes)."""
     out = set()
     for key, value in table.items():
-        out |= _keys(value, f"{prefix}{key}/") if isinstance(value, dict) else {prefix + key}
+        out |= _keys(value, (*prefix, key)) if isinstance(value, dict) else {(*prefix, key)}
     return out
 
 
@@ -73,7 +74,7 @@ def test_the_catalogues_have_the_same_keys_and_fields_in_every_language():
         assert _keys(other) == _keys(english), f"{lang}: {sorted(_keys(other) ^ _keys(english))}"
         for key in _keys(english):
             here, there = english, other
-            for part in key.split("/"):
+            for part in key:
                 here, there = here[part], there[part]
             assert _fields(there) == _fields(here), f"{lang} {key}: fields {_fields(there)} != {_fields(here)}"
 
@@ -132,5 +133,6 @@ def test_every_core_message_the_code_uses_is_in_the_catalogue():
     advice = {key for path in sources for key in re.findall(r'messages\.advice\([^,]+, "([a-z0-9-]+)"', path.read_text())}
     assert advice, "the advice pattern found nothing: it is out of date"
     used |= advice | {f"{key}-url" for key in advice}  # the file target's words and the URL target's
+    used |= {f"label-{key}" for path in sources for key in re.findall(r'messages\.label\("([a-z0-9-]+)"', path.read_text())}
     assert used, "the pattern found nothing: it is out of date"
     assert used <= set(messages.catalogue("en")["core"]["messages"]), sorted(used - set(messages.catalogue("en")["core"]["messages"]))

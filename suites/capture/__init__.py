@@ -1,0 +1,1 @@
+"""Capture checks: the A1.capture step (the run's traffic, read back with tshark)."""

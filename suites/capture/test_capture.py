@@ -1,0 +1,55 @@
+"""A1.capture — watch it in Wireshark: the run's own traffic with each target (``--capture-dir DIR``),
+read back with tshark, TLS decrypted with the run's key log."""
+
+from mailconform.checks import AFTER_EVERYTHING, check, expect
+
+STEP = "A1.capture"
+#: Frames that carry a credential: POP3 PASS/APOP/AUTH, SMTP AUTH, IMAP LOGIN/AUTHENTICATE.
+CREDENTIALS = ('pop.request.command in {"PASS", "APOP", "AUTH"} or smtp.req.command == "AUTH" or '
+               'imap.request.command matches "(?i)^(login|authenticate)$"')
+#: Frames that carry a message read from the mailbox: POP3 RETR/TOP, IMAP FETCH.
+MAILBOX = 'pop.request.command in {"RETR", "TOP"} or imap.request.command matches "(?i)^(uid )?fetch$"'
+FIELDS = ["frame.number", "tcp.dstport", "_ws.col.Protocol"]
+
+
+def _where(rows: list[list[str]]) -> str:
+    """``frame 12 (POP to port 110)``…, never the frame's text: it may hold the password."""
+    return ", ".join(f"frame {number} ({protocol} to port {port})" for number, port, protocol in rows[:8]) + (
+        f" and {len(rows) - 8} more" if len(rows) > 8 else "")
+
+
+@check("capture.files.readable", step=STEP, rfc="8314#3", level="policy", severity="info", order=AFTER_EVERYTHING)
+def test_the_capture_reads_back_and_tls_decrypts(capture):
+    """RFC 8314 §3: "TLS ... provides confidentiality" — so a capture of a TLS session shows nothing
+    without the session's keys.  The run writes them (NSS key log) beside the capture, and with them
+    every TLS session of the capture must decrypt.
+    """
+    frames = capture.frames("frame", ["frame.number"])
+    expect(bool(frames), "empty", file=capture.pcap)
+    handshakes = capture.frames("tls.handshake.type == 1", FIELDS)
+    decrypted = capture.frames(f"tls and ({' or '.join(('pop', 'smtp', 'imap'))})", FIELDS)
+    expect(not handshakes or bool(decrypted), "not-decrypted", actual=f"{len(handshakes)} TLS handshake(s), "
+           f"0 decrypted frames", keys=capture.keylog)
+
+
+@check("capture.cleartext.credentials", step=STEP, rfc="8314#3", level="SHOULD", severity="high",
+       order=AFTER_EVERYTHING)
+def test_no_credential_crossed_before_tls(capture, target):
+    """RFC 8314 §3: "cleartext ... [is] to be avoided ... to protect the user's credentials"; the
+    suite sends a password before TLS only where the target says ``allow_cleartext_auth = true``,
+    and then every such frame is shown here (as the lab asks: see the password in Wireshark).
+    """
+    rows = capture.frames(f"({CREDENTIALS}) and !tls", FIELDS)
+    expect(not rows, "cleartext-credentials", tolerated=target.allow_cleartext_auth, frames=_where(rows),
+           count=len(rows))
+
+
+@check("capture.cleartext.mailbox", step=STEP, rfc="8314#3", level="SHOULD", severity="medium",
+       order=AFTER_EVERYTHING)
+def test_no_mailbox_content_crossed_before_tls(capture, target):
+    """RFC 8314 §3: mail access "SHOULD" be protected by TLS; messages the suite read from the mailbox
+    (RETR, TOP, FETCH) before TLS are shown here.
+    """
+    rows = capture.frames(f"({MAILBOX}) and !tls", FIELDS)
+    expect(not rows, "cleartext-mailbox", tolerated=target.allow_cleartext_auth, frames=_where(rows),
+           count=len(rows))
