@@ -557,12 +557,10 @@ def _undecided(error: BaseException) -> bool:
     return False
 
 
-#: How ``-v``, the progress letters and the final counts show each outcome (pytest's category,
-#: letter, word): a warning is a pass that says so; the three undecided outcomes are skips apart.
-_STATUS = {Outcome.WARN.value: ("passed", "W", ("WARN", {"yellow": True})),
-           Outcome.INCONCLUSIVE.value: ("skipped", "?", ("INCONCLUSIVE", {"yellow": True})),
-           Outcome.NOT_APPLICABLE.value: ("skipped", "-", ("N/A", {})),
-           Outcome.BLOCKED.value: ("skipped", "b", ("BLOCKED", {"yellow": True}))}
+#: How ``-v`` and the progress letters show a warning: a pass that says so.  (The undecided
+#: outcomes keep pytest's SKIPPED: their reasons start "inconclusive:", "not applicable:", "blocked
+#: by", and pytest words a whole folded list of skips after the first one.)
+_STATUS = {Outcome.WARN.value: ("passed", "W", ("WARN", {"yellow": True}))}
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
