@@ -743,7 +743,7 @@ class Results:
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results:
-            terminalreporter.write_sep("=", "mailconform verdicts")
+            terminalreporter.write_sep("=", messages.label("verdicts-title"))
             for line in report.summary(self.results, self.grades, [t.name for t in self.state.targets]):
                 terminalreporter.write_line(line)
         for name, found in self.state.discoveries.items():

@@ -87,7 +87,8 @@ def test_the_summary_has_points_per_step_a_score_per_target_and_the_top_findings
 
 def test_the_summary_and_grade_files_follow_lang(class_dir):
     result = run(class_dir, "--target", "alumno01", "--lang", "es", "--grade-csv", "notas.csv")
-    result.stdout.fnmatch_lines(["servidor*paso*resultado*puntos*", "NOTA          alumno01: 5 / 15",
+    result.stdout.fnmatch_lines(["*= veredictos de mailconform =*", "servidor*paso*resultado*puntos*",
+                                 "NOTA          alumno01: 5 / 15",
                                  "              Solución: *"])
     header, row = csv.reader((class_dir.path / "notas.csv").open(encoding="utf-8-sig"))
     assert header == ["servidor", "A1.smtp-session", "A1.mx", "total", "máximo", "avisos"]
