@@ -7,9 +7,8 @@ import os
 import selectors
 import socket
 import ssl
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 
 from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.errors import ConnectFailed, ConnectionClosed, ReplyTimeout, ReplyTooLong, TlsFailed
@@ -290,23 +289,31 @@ class LookupTimeout(Exception):
     """The system resolver did not answer for a host name within the timeout."""
 
 
-_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mailconform-lookup")
-
-
 def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
     """The address to connect to: an IP address as it is, a host name looked up within ``timeout``
-    (``getaddrinfo`` has no timeout of its own; a lookup left behind finishes in the background)."""
+    (``getaddrinfo`` has no timeout of its own: it runs in a daemon thread, and one left behind
+    finishes in the background without holding up the end of the run)."""
     try:
         ipaddress.ip_address(host)
         return host, port
     except ValueError:
         pass
-    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        *_, address = lookup.result(timeout=timeout)[0]
-    except FuturesTimeout:
-        raise LookupTimeout from None
-    return address[0], address[1]
+    answer: list = []
+
+    def look_up() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4])
+        except OSError as error:
+            answer.append(error)
+
+    lookup = threading.Thread(target=look_up, name=f"mailconform-lookup-{host}", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if not answer:
+        raise LookupTimeout
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return answer[0][0], answer[0][1]
 
 
 def _connect_failed(transcript: Transcript, endpoint: str, kind: str, detail: str) -> ConnectFailed:
