@@ -302,7 +302,8 @@ def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
 
     def look_up() -> None:
         try:
-            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4])
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # IPv4 first: lab servers listen there
+            answer.append(sorted(found, key=lambda info: info[0] != socket.AF_INET)[0][4])
         except OSError as error:
             answer.append(error)
 
