@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 
 from mailconform import messages
 from mailconform.checks import STEPS, CheckInfo
+from mailconform.grading import STEP_OUTCOME_ORDER
 from mailconform.verdicts import Outcome
 
 _COLUMNS = [o.value for o in Outcome]
@@ -80,7 +81,8 @@ def score_line(target: str, grade: dict | None) -> str:
 
 
 def _step_outcome(count: Counter) -> str:
-    return next((o for o in ("fail", "blocked", "inconclusive", "warn", "pass") if count[o]), "not_applicable")
+    """A step no rubric grades: its outcome by the same order as a graded step's."""
+    return next((o.value for o in STEP_OUTCOME_ORDER if count[o.value]), Outcome.NOT_APPLICABLE.value)
 
 
 def findings(target: str, results: list[dict]) -> list[str]:
