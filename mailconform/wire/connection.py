@@ -16,6 +16,9 @@ from mailconform.wire.secret import Secret, reveal
 from mailconform.wire.transcript import Transcript
 
 MAX_LINE = 8192  # octets; RFC 5321 and RFC 1939 allow 512, real servers stay far below this
+#: A server that sends less than this (octets per second of the timeout) while a reply is awaited
+#: has stalled — silent, or dripping a byte at a time; a long reply that flows is only slow.
+STALL_RATE = 1024
 LOOPBACK_ONLY_ENV = "MAILCONFORM_LOOPBACK_ONLY"  # set (the self-tests do): refuse any other address
 
 
@@ -48,6 +51,8 @@ class Connection:
         self.answered = False      # a whole line has come back (a greeting at least)
         self.timed_out = False     # a reply did not come in time: nothing more is asked
         self.last_command = ""     # what the client sent last, as the transcript shows it
+        self._received_since_send = 0  # octets that came back since the client last sent something
+        self._sent_at = time.monotonic()  # when the client last sent something (or connected)
 
     @classmethod
     def open(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
@@ -76,9 +81,9 @@ class Connection:
     def _connect(host: str, port: int, endpoint: str, timeout: float, transcript: Transcript,
                  source: str | None) -> socket.socket:
         transcript.note(f"connecting to {endpoint}" + (f" from {source}" if source else ""))
+        deadline = time.monotonic() + timeout
         try:
-            address = _resolve(host, port, timeout)
-            sock = socket.create_connection(address, timeout=timeout, source_address=(source, 0) if source else None)
+            sock = _connect_any(_resolve(host, port, timeout, source), deadline, source)
         except ConnectionRefusedError:
             raise _connect_failed(transcript, endpoint, "refused", "connection refused (nothing listening)") from None
         except (socket.timeout, TimeoutError):
@@ -100,6 +105,8 @@ class Connection:
         self.transcript.client(data, redacted)
         shown = redacted if redacted is not None or isinstance(data, Secret) else data.decode("ascii", "replace")
         self.last_command = (shown or "***").split(" ")[0].strip()[:20]
+        self._received_since_send = 0
+        self._sent_at = time.monotonic()
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(reveal(data))
@@ -134,33 +141,38 @@ class Connection:
             if newline >= 0:
                 line = self._take(newline + 1 - self._pos)
                 if len(line) > self.max_line:
-                    self.transcript.server(line[:200] + b"...")
+                    self.transcript.server(line)  # redacted whole, then cut: a cut first could split a password
                     raise ReplyTooLong(f"a reply line of {len(line)} octets (cap {self.max_line})")
                 self.transcript.server(line)
                 self.answered = True
                 return line
             if len(self._data) - self._pos > self.max_line:
-                self.transcript.server(self._data[self._pos:self._pos + 200] + b"...")
+                self.transcript.server(self._take_all())
                 raise ReplyTooLong(f"more than {self.max_line} octets without a line end")
-            self._fill(deadline)
+            self._fill_or_time_out(deadline)
 
     def read_exact(self, size: int, deadline: float) -> bytes:
         """Exactly ``size`` octets (an IMAP literal); the transcript records them."""
         while len(self._data) - self._pos < size:
-            self._fill(deadline)
+            self._fill_or_time_out(deadline)
         data = self._take(size)
         self.transcript.server(data)
         return data
 
-    def _fill(self, deadline: float) -> None:
+    def _fill_or_time_out(self, deadline: float) -> None:
+        if not self._fill(deadline):
+            self._timed_out()
+
+    def _fill(self, deadline: float) -> bool:
+        """Receive what comes before ``deadline``: False when nothing did."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            self._timed_out()
+            return False
         try:
             self.sock.settimeout(remaining)
             chunk = self.sock.recv(65536)
         except (socket.timeout, TimeoutError):
-            self._timed_out()
+            return False
         except (OSError, ssl.SSLError) as exc:
             self._mark_closed(f"connection reset ({exc})")
             raise ConnectionClosed(f"the connection was reset ({exc})") from None
@@ -172,25 +184,32 @@ class Connection:
         del self._data[:self._pos]
         self._pos = 0
         self._data += chunk
+        self._received_since_send += len(chunk)
+        return True
 
     def _timed_out(self) -> None:
+        """A reply did not come in time.  Stalled (the service is not asked again this run) when
+        the server had answered before and has since sent next to nothing: silence or a drip."""
         if self.buffer:
             self.transcript.server(self._take_all())
+        stalled = self.answered and self._received_since_send < STALL_RATE * self.timeout
+        waited = max(self.timeout, round(time.monotonic() - self._sent_at))
         if self.answered and self.last_command:
             message = f"{self.endpoint} answered before, then gave no complete reply to {self.last_command} " \
-                      f"within {self.timeout:g} s"
+                      f"within {waited:g} s" + ("" if stalled else
+                                                f" ({self._received_since_send} octets came, still flowing)")
         else:
-            message = f"no complete reply from {self.endpoint} within {self.timeout:g} s"
+            message = f"no complete reply from {self.endpoint} within {waited:g} s"
         self.transcript.note(message)
         self.timed_out = True
-        raise ReplyTimeout(message, stalled=self.answered, service=self.service)
+        raise ReplyTimeout(message, stalled=stalled, service=self.service)
 
     def pending(self, wait: float) -> bytes:
         """Bytes that arrive within ``wait`` seconds without being asked for (b"" if none)."""
         if not self.buffer:
             try:
                 self._fill(self.deadline(wait))
-            except (ReplyTimeout, ConnectionClosed):
+            except ConnectionClosed:
                 return b""
         data = self._take_all()
         self.transcript.server(data)
@@ -201,11 +220,10 @@ class Connection:
         deadline = self.deadline(wait)
         while not self.closed:
             try:
-                self._fill(deadline)
+                if not self._fill(deadline):
+                    return False
             except ConnectionClosed:
                 return True
-            except ReplyTimeout:
-                return False
             self.transcript.server(self._take_all())
         return True
 
@@ -289,21 +307,21 @@ class LookupTimeout(Exception):
     """The system resolver did not answer for a host name within the timeout."""
 
 
-def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
-    """The address to connect to: an IP address as it is, a host name looked up within ``timeout``
-    (``getaddrinfo`` has no timeout of its own: it runs in a daemon thread, and one left behind
-    finishes in the background without holding up the end of the run)."""
+def _resolve(host: str, port: int, timeout: float, source: str | None = None) -> list[tuple[str, int]]:
+    """The addresses to try, in order: an IP address as it is; a host name's addresses looked up
+    within ``timeout``, IPv4 first (lab servers listen there), only those of the ``source``
+    address's family.  ``getaddrinfo`` has no timeout of its own: it runs in a daemon thread, and
+    one left behind finishes in the background without holding up the end of the run."""
     try:
         ipaddress.ip_address(host)
-        return host, port
+        return [(host, port)]
     except ValueError:
         pass
     answer: list = []
 
     def look_up() -> None:
         try:
-            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # IPv4 first: lab servers listen there
-            answer.append(sorted(found, key=lambda info: info[0] != socket.AF_INET)[0][4])
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except OSError as error:
             answer.append(error)
 
@@ -314,7 +332,27 @@ def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
         raise LookupTimeout
     if isinstance(answer[0], Exception):
         raise answer[0]
-    return answer[0][0], answer[0][1]
+    family = None if source is None else (socket.AF_INET6 if ":" in source else socket.AF_INET)
+    found = [info for info in answer[0] if family is None or info[0] == family]
+    if not found:
+        raise socket.gaierror(socket.EAI_ADDRFAMILY, f"no address of the source address's family ({source})")
+    addresses = [info[4][:2] for info in sorted(found, key=lambda info: info[0] != socket.AF_INET)]
+    return list(dict.fromkeys(addresses))
+
+
+def _connect_any(addresses: list[tuple[str, int]], deadline: float, source: str | None) -> socket.socket:
+    """A connection to the first of ``addresses`` that answers, all tried within ``deadline``
+    (the last one's error is raised when none does)."""
+    error: OSError = TimeoutError()
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            return socket.create_connection(address, timeout=remaining, source_address=(source, 0) if source else None)
+        except OSError as failed:
+            error = failed
+    raise error
 
 
 def _connect_failed(transcript: Transcript, endpoint: str, kind: str, detail: str) -> ConnectFailed:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import MalformedReply, ReplyTooLong
 from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
+from mailconform.wire.transcript import excerpt
 from mailconform.wire.session import Session
 
 MAX_LITERAL = 16 * 1024 * 1024
@@ -45,7 +46,7 @@ def parse_status_line(line: str) -> tuple[str, str, str]:
     """``"a1 OK done"`` or ``"* OK ready"`` → (tag, STATUS, text)."""
     match = _UNTAGGED_STATUS.match(line) or _TAGGED.match(line)
     if not match:
-        raise MalformedReply(f"not an IMAP status response: {line[:80]!r}")
+        raise MalformedReply(f"not an IMAP status response: {excerpt(line)}")
     if line.startswith("* "):
         return "*", match.group(1).upper(), match.group(2) or ""
     return match.group(1), match.group(2).upper(), match.group(3) or ""
@@ -72,7 +73,7 @@ class ImapSession(Session):
         line = read_response_line(connection, connection.deadline())
         tag, status, text = parse_status_line(line)
         if tag != "*":
-            raise MalformedReply(f"the greeting must be untagged: {line[:80]!r}")
+            raise MalformedReply(f"the greeting must be untagged: {excerpt(line)}")
         return ImapResponse("*", status, text)
 
     def next_tag(self) -> str:
@@ -94,10 +95,10 @@ class ImapSession(Session):
                     raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
                 continue
             if response.startswith("+"):
-                raise MalformedReply(f"an unexpected continuation request: {response[:80]!r}")
+                raise MalformedReply(f"an unexpected continuation request: {excerpt(response)}")
             got_tag, status, text = parse_status_line(response)
             if got_tag != tag:
-                raise MalformedReply(f"a tagged response for {got_tag!r} while waiting for {tag!r}")
+                raise MalformedReply(f"a tagged response for {excerpt(got_tag, 20)} while waiting for {tag!r}")
             result = ImapResponse(tag, status, text, tuple(untagged))
             self._remember_capabilities(result)
             return result

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mailconform.wire.connection import Connection
 from mailconform.wire.errors import EndlessReply, MalformedReply
 from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
+from mailconform.wire.transcript import excerpt
 from mailconform.wire.session import MailboxCommands, Session
 
 MAX_MULTILINE_OCTETS = 16 * 1024 * 1024  # a whole message (RETR)
@@ -42,7 +43,7 @@ def parse_status(line: bytes) -> Pop3Reply:
     """``b"+OK 2 320\\r\\n"`` → Pop3Reply; status indicators MUST be upper case (RFC 1939 §3)."""
     match = _STATUS.match(line)
     if not match:
-        raise MalformedReply(f"not a POP3 status line (+OK / -ERR): {line[:80]!r}")
+        raise MalformedReply(f"not a POP3 status line (+OK / -ERR): {excerpt(line)}")
     return Pop3Reply(match.group(1) == b"+OK", (match.group(2) or b"").rstrip(b"\r\n").decode("utf-8", "replace"))
 
 

@@ -10,6 +10,8 @@ from typing import Any
 REDACTED = "***"
 #: Every form of every password of this run (set by the plugin from the targets), longest first.
 _KNOWN: list[str] = []
+#: The same forms as bytes, as a server may send them back (UTF-8, or Latin-1 from an older system).
+_KNOWN_BYTES: list[bytes] = []
 MIN_SECRET_LENGTH = 4  # a shorter "password" would blank ordinary words everywhere
 
 
@@ -49,6 +51,15 @@ def register(password: str, user: str | None = None) -> None:
     encoded = [b64encode(payload.encode()).decode() for payload in payloads]
     forms = {password, quoted, *encoded, *(form.rstrip("=") for form in encoded)}
     _KNOWN[:] = sorted(set(_KNOWN) | forms, key=len, reverse=True)
+    _KNOWN_BYTES[:] = sorted({_encoded(form, charset) for form in _KNOWN for charset in ("utf-8", "latin-1")} - {b""},
+                             key=len, reverse=True)
+
+
+def _encoded(form: str, charset: str) -> bytes:
+    try:
+        return form.encode(charset)
+    except UnicodeEncodeError:
+        return b""
 
 
 def redact(text: str) -> str:
@@ -57,3 +68,12 @@ def redact(text: str) -> str:
         if form in text:
             text = text.replace(form, REDACTED)
     return text
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """``data`` with every known password form replaced by ``***``, before it is decoded (a password
+    a server echoes in Latin-1 would not survive decoding as UTF-8 whole enough to be found)."""
+    for form in _KNOWN_BYTES:
+        if form in data:
+            data = data.replace(form, REDACTED.encode())
+    return data

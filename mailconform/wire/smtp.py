@@ -8,12 +8,16 @@ from base64 import b64encode
 from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
-from mailconform.wire.errors import MalformedReply, ReplyTooLong
+from mailconform.wire.errors import MalformedReply, ReplyTimeout, ReplyTooLong
 from mailconform.wire.secret import REDACTED, Secret, line_bytes, reveal
+from mailconform.wire.transcript import excerpt
 from mailconform.wire.session import MailboxCommands, Session
 
 DEFAULT_EHLO_NAME = "mailconform.example.com"
 MAX_REPLY_LINES = 200
+#: The end of a message is answered after the server has stored (and perhaps filtered) it: RFC 5321
+#: §4.5.3.2.6 gives it 10 minutes; the suite waits this many timeouts, and a slow answer is not a stall.
+END_OF_DATA_PATIENCE = 3
 _LINE = re.compile(rb"^([0-9]{3})([ -].*)?\r?\n$", re.S)
 _CODE = re.compile(r"^[2-5][0-5][0-9]$")  # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
@@ -50,7 +54,7 @@ def parse_reply_line(line: bytes) -> tuple[int, bool, str]:
     """``b"250-SIZE 100\\r\\n"`` → (250, more_follows, "SIZE 100"); RFC 5321 §4.2 reply syntax."""
     match = _LINE.match(line)
     if not match:
-        raise MalformedReply(f"not an SMTP reply line: {line[:80]!r}")
+        raise MalformedReply(f"not an SMTP reply line: {excerpt(line)}")
     if not _CODE.match(match.group(1).decode()):
         raise MalformedReply(f"reply code {match.group(1).decode()} is not a valid code: first digit 2-5, "
                              "second digit 0-5 (RFC 5321 §4.2)")
@@ -141,7 +145,11 @@ class SmtpSession(MailboxCommands, Session):
     def send_message(self, message: bytes) -> SmtpReply:
         """After a 354: send the dot-stuffed message and the end-of-data mark, read the reply."""
         self.connection.send(dot_stuff(message))
-        return self.read_reply()
+        try:
+            return read_reply(self.connection, END_OF_DATA_PATIENCE)
+        except ReplyTimeout as slow:
+            raise ReplyTimeout(f"{slow} after the end of the message (RFC 5321 §4.5.3.2.6 allows a server up to "
+                               "10 minutes there)", service=slow.service) from None
 
     def starttls(self, context: ssl.SSLContext, server_name: str) -> SmtpReply:
         """STARTTLS; on 220 the handshake follows and the extension list is forgotten (RFC 3207 §4.2)."""
@@ -157,9 +165,10 @@ class SmtpSession(MailboxCommands, Session):
                             redacted=f"AUTH PLAIN {REDACTED}")
 
 
-def read_reply(connection: Connection) -> SmtpReply:
-    """Read lines until the last line of one reply; the whole reply must come within the timeout."""
-    deadline = connection.deadline()
+def read_reply(connection: Connection, patience: float = 1) -> SmtpReply:
+    """Read lines until the last line of one reply; the whole reply must come within ``patience``
+    timeouts."""
+    deadline = connection.deadline(patience * connection.timeout)
     lines = []
     while True:
         line = connection.readline(deadline)

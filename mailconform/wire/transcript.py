@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mailconform.wire.secret import REDACTED, Secret, redact
+from mailconform.wire.secret import REDACTED, Secret, redact, redact_bytes
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ def shown(text: str) -> str:
     """Any text on its way to a person (terminal, report, JSON): known passwords hidden, control
     characters escaped."""
     return escape_controls(redact(text))
+
+
+def excerpt(data: bytes | str, limit: int = 80) -> str:
+    """Server bytes quoted in a message: passwords hidden first (a cut could split one), control
+    characters and the quotes escaped, then cut to ``limit`` characters — ``'…'``."""
+    text = _printable(redact_bytes(data)) if isinstance(data, bytes) else escape_controls(data, keep="")
+    text = redact(text).replace("'", "\\'")
+    return f"'{text[:limit]}'" + ("…" if len(text) > limit else "")
 
 
 #: A transcript keeps its first and last lines and counts what it drops between them, so an endless
@@ -89,7 +97,7 @@ class Transcript:
             self._add("C", line)
 
     def server(self, data: bytes) -> None:
-        for line in _lines(data):
+        for line in _lines(redact_bytes(data)):
             self._add("S", line)
 
     def note(self, text: str) -> None:

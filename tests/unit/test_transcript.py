@@ -10,7 +10,10 @@ from mailconform.wire.imap import ImapResponse, ImapSession
 from mailconform.wire.pop3 import Pop3Session, parse_status
 from mailconform.wire.smtp import SmtpSession, parse_reply
 from mailconform.wire.secret import register
-from mailconform.wire.transcript import HEAD_ENTRIES, MAX_ENTRY_CHARS, REDACTED, TAIL_ENTRIES, Transcript, shown
+from mailconform.wire.errors import MalformedReply
+from mailconform.wire.transcript import (
+    HEAD_ENTRIES, MAX_ENTRY_CHARS, REDACTED, TAIL_ENTRIES, Transcript, excerpt, shown,
+)
 
 PASSWORD = "s3cr3t-pw\u00e9!"
 
@@ -141,3 +144,22 @@ def test_control_characters_a_server_sends_are_escaped():
     assert shown("220 \x1b[2K\r\x1b[32mPASS\x1b[0m \x1b]0;owned\x07 ready\x9b") == \
         "220 \\x1b[2K\\r\\x1b[32mPASS\\x1b[0m \\x1b]0;owned\\x07 ready\\x9b"
     assert shown("line one\nline two\ttab") == "line one\nline two\ttab"
+
+
+@pytest.mark.parametrize("parse, prefix", [(parse_status, b"-ERRX "), (lambda line: parse_reply([line]), b"5x0 ")])
+@pytest.mark.parametrize("charset", ["utf-8", "latin-1"])
+@pytest.mark.parametrize("padding", [0, 70, 76])  # the password whole, or where an 80-character cut would split it
+def test_a_malformed_reply_that_echoes_the_password_never_shows_it(parse, prefix, charset, padding):
+    password = "Pässwörd\\9-x"
+    register(password, "alice")
+    line = prefix + b"y" * padding + password.encode(charset) + b"\r\n"
+    with pytest.raises(MalformedReply) as raised:
+        parse(line)
+    message = str(raised.value)
+    assert "ssw" not in message and "9-x" not in message
+    assert "***" in message or message.endswith("…")
+
+
+def test_an_excerpt_escapes_controls_and_quotes_and_marks_the_cut():
+    assert excerpt(b"\x1b[32mOK 'x'\r\n") == "'\\x1b[32mOK \\'x\\'\\r\\n'"
+    assert excerpt("y" * 100, limit=10) == "'yyyyyyyyyy'…"
