@@ -164,8 +164,11 @@ class _ServiceFactory:
         try:
             hello = self._hello(service, observe, shown=False)
         except WireError:
+            if blocking() is None:  # this check judges what broke (its own service's greeting)
+                self.run.shows(observe(service))
+                raise
             hello = None
-        if (failure := blocking()) is None and hello is not None:  # a dead service is recorded by now
+        if (failure := blocking()) is None:  # a dead service is recorded by now
             broken = broken_after_greeting(service, hello, needs_answer)
             if broken is None or judge == self.run.row_id:
                 if (temporary := temporary_reason(hello.greeting)) is None:
