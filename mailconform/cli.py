@@ -3,7 +3,8 @@
 ``mailconform merge grades-1.json grades-2.json … --grade-json class.json --grade-csv class.csv``
 combines the grade files of a class run in shards (``pytest --shard K/N``) into one, as one run
 would have written it.  Exit status: 0, 6 when some target could not be judged (as the runs
-themselves), 2 when the files cannot be merged.
+themselves), 2 when the files cannot be merged (each file that is no grade file is named, with what
+is wrong in it) or the merged ones cannot be written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mailconform import messages, report
-from mailconform.grading import EXIT_NOT_JUDGED, MergeError, merge_documents, write_csv
+from mailconform.grading import EXIT_NOT_JUDGED, MergeError, grade_file_problem, merge_documents, write_csv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +40,13 @@ def _merge(arguments: argparse.Namespace) -> int:
             continue
         try:
             documents[str(path)] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON, a NUL in the name
             problems.append(f"{path}: cannot be read as JSON ({getattr(exc, 'strerror', None) or exc})")
+        except RecursionError:
+            problems.append(f"{path}: cannot be read as JSON (nested too deeply)")
+        else:
+            if problem := grade_file_problem(str(path), documents[str(path)]):
+                problems.append(problem)
     try:
         if problems:
             raise MergeError("merge", problems)
@@ -50,10 +56,15 @@ def _merge(arguments: argparse.Namespace) -> int:
         return 2
     if arguments.lang:
         merged["run"]["lang"] = arguments.lang
-    if arguments.grade_json:
-        arguments.grade_json.write_text(json.dumps(merged, indent=2, ensure_ascii=False), encoding="utf-8")
-    if arguments.grade_csv:
-        write_csv(arguments.grade_csv, merged)
+    for path, write in ((arguments.grade_json, _write_json), (arguments.grade_csv, write_csv)):
+        if not path:
+            continue
+        try:
+            write(path, merged)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            print(f"mailconform merge: {path}: cannot be written ({getattr(exc, 'strerror', None) or exc})",
+                  file=sys.stderr)
+            return 2
     with messages.speaking(merged["run"]["lang"]):
         for target, grade in merged["targets"].items():
             print(report.score_line(target, grade))
@@ -62,6 +73,10 @@ def _merge(arguments: argparse.Namespace) -> int:
           + "".join(f"; {label} {path}" for label, path in (("JSON", arguments.grade_json),
                                                             ("CSV", arguments.grade_csv)) if path))
     return 0 if all(grade.get("judged", True) for grade in merged["targets"].values()) else EXIT_NOT_JUDGED
+
+
+def _write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 if __name__ == "__main__":

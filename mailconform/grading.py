@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from mailconform import messages, suite_version
 from mailconform.checks import SEVERITIES, STEPS
+from mailconform.roster import toml_key
 from mailconform.targets import FileProblems, read_toml
 from mailconform.verdicts import Outcome
 
@@ -194,16 +196,13 @@ class MergeError(FileProblems):
     """Grade files that cannot be merged into one."""
 
 
-def merge_documents(documents: dict[str, dict]) -> dict:
-    """One grade document from the shards' (file name → document): the same rubric in all, each
-    target in one only; :class:`MergeError` lists every problem at once."""
-    problems = []
-    runs = {name: document.get("run", {}) for name, document in documents.items()}
-    for name, document in documents.items():
-        if not isinstance(document.get("targets"), dict) or not isinstance(runs[name].get("steps"), dict):
-            problems.append(f"{name}: not a grade file written by --grade-json")
+def merge_documents(documents: dict[str, Any]) -> dict:
+    """One grade document from the shards' (file name → parsed JSON): each a grade file, the same
+    rubric in all, each target in one only; :class:`MergeError` lists every problem at once."""
+    problems = [problem for name, document in documents.items() if (problem := grade_file_problem(name, document))]
     if problems:
         raise MergeError("merge", problems)
+    runs = {name: document["run"] for name, document in documents.items()}
     first, *others = documents
     for name in others:
         if runs[name]["steps"] != runs[first]["steps"]:
@@ -226,3 +225,71 @@ def merge_documents(documents: dict[str, dict]) -> dict:
                 "targets": {target: metadata[target] for target in order if target in metadata}},
         "targets": {target: grades[target] for target in order},
     }
+
+
+_MISSING = object()
+#: What a value of a grade file must be, as a message says it, and how to tell.
+_JSON_KINDS: dict[str, Callable[[Any], bool]] = {
+    "an object": lambda value: isinstance(value, dict),
+    "a number": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    "a string": lambda value: isinstance(value, str),
+    "true or false": lambda value: isinstance(value, bool),
+    "a list of strings": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+}
+
+
+def grade_file_problem(name: str, document: Any) -> str | None:
+    """Why the parsed JSON file ``name`` is no grade file as --grade-json writes it, in one line, or None."""
+    why = _not_a_grade_file(document)
+    return f"{name}: not a grade file written by --grade-json ({why})" if why else None
+
+
+def _not_a_grade_file(document: Any) -> str | None:
+    """The first thing that makes ``document`` no grade file, with its JSON path (never its value), or
+    None: the merge, the CSV and the table may then read it blindly."""
+    if not isinstance(document, dict):
+        return f"expected an object at the top level, got {_json_kind(document)}"
+    for path, value, kind in _grade_file_values(document):
+        if value is _MISSING:
+            return f"{path}: missing"
+        if not _JSON_KINDS[kind](value):
+            return f"{path}: expected {kind}, got {_json_kind(value)}"
+    return None
+
+
+def _grade_file_values(document: dict):
+    """(JSON path, value, what it must be) for every value of a grade file the merge reads, each table
+    before what is in it (the caller stops at the first that is wrong, so the next may index it)."""
+    yield "run", document.get("run", _MISSING), "an object"
+    run = document["run"]
+    yield "run.steps", run.get("steps", _MISSING), "an object"
+    for step, points in run["steps"].items():
+        yield f"run.steps.{toml_key(step)}", points, "a number"
+    yield "run.lang", run.get("lang", _MISSING), "a string"
+    if "targets" in run:
+        yield "run.targets", run["targets"], "an object"
+        for target, about in run["targets"].items():
+            yield f"run.targets.{toml_key(target)}", about, "an object"
+            if "position" in about:
+                yield f"run.targets.{toml_key(target)}.position", about["position"], "a number"
+    yield "targets", document.get("targets", _MISSING), "an object"
+    for target, graded in document["targets"].items():
+        path = f"targets.{toml_key(target)}"
+        yield path, graded, "an object"
+        for key, kind in (("score", "a number"), ("max", "a number"), ("flags", "a list of strings"),
+                          ("steps", "an object")):
+            yield f"{path}.{key}", graded.get(key, _MISSING), kind
+        if "judged" in graded:
+            yield f"{path}.judged", graded["judged"], "true or false"
+        for step, step_grade in graded["steps"].items():
+            yield f"{path}.steps.{toml_key(step)}", step_grade, "an object"
+            for key in ("score", "max"):
+                yield f"{path}.steps.{toml_key(step)}.{key}", step_grade.get(key, _MISSING), "a number"
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls the kind of ``value``: a message says it rather than the value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)

@@ -26,7 +26,7 @@ from mailconform.scheduling import Shard, target_of
 from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure, TargetRun
 from mailconform.targets import (
-    Target, TargetsError, load_targets, load_targets_file, resolve_targets, target_table,
+    Target, TargetsError, load_targets, load_targets_file, resolve_targets, target_table, unforeseen,
 )
 from mailconform.verdicts import (
     Blocked, CheckContext, CheckFailed, Inconclusive, NotApplicable, Outcome, TemporaryRefusal, current_check,
@@ -138,6 +138,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state.targets = resolve_targets(option.target, targets_file)
     except (TargetsError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
+    except Exception as error:  # one no check foresaw: a usage error still, not an INTERNALERROR
+        raise pytest.UsageError(f"{targets_file}: {unforeseen(error)}") from None
     state.positions = {target.name: place for place, target in enumerate(state.targets)}
     state.capture_dir = Path(option.capture_dir).resolve() if option.capture_dir else None
     for target in state.targets:  # hidden from now on, even where a server echoes them

@@ -26,7 +26,10 @@ and ``clase-2026.csv`` (comma, semicolon or tab separated, as a spreadsheet save
 Each row is a target named by its ``name`` column.  A column named like a target key (``host``,
 ``timeout``, ``services.smtp``, ``account.user``, ``tls.server_name``…) sets that key; any column
 may also be used as ``{column}`` in the template's strings; an empty cell leaves the template's
-value.  ``--target clase-2026`` runs the whole roster, ``--target alumno02`` one row.
+value.  Every row has as many cells as the header has columns: a shorter or longer row is an error
+naming its line, not read as missing cells (a separator lost in the middle would shift the cells
+after it into the wrong columns unnoticed).  ``--target clase-2026`` runs the whole roster,
+``--target alumno02`` one row.
 """
 
 from __future__ import annotations
@@ -134,14 +137,26 @@ def _read_rows(path: Path, where: str, error: Callable[[str, str], None]) -> lis
         error(where, f"{path} is empty")
         return []
     delimiter = max(",;\t", key=lines[0].count)  # Spanish spreadsheets save with ';'
-    rows = list(csv.reader(lines, delimiter=delimiter))
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # a cell larger than the csv module's limit (128 KiB)
+        error(f"{path.name}, line {reader.line_num}", f"cannot be read as CSV ({exc})")
+        return []
     header = [cell.strip() for cell in rows[0]]
     body = [(number, [cell.strip() for cell in cells]) for number, cells in enumerate(rows[1:], start=2)
             if any(cell.strip() for cell in cells)]
     for number, cells in body:
-        if len(cells) > len(header):
-            error(f"{path.name}, line {number}", f"{len(cells)} cells, but the header has {len(header)} columns")
-    return [header, *[(n, c) for n, c in body if len(c) <= len(header)]]
+        if len(cells) != len(header):  # a short row too: a lost separator would shift every cell after it
+            error(f"{path.name}, line {number}", f"{_counted(len(cells), 'cell')}, but the header has "
+                                                 f"{_counted(len(header), 'column')}" + (
+                                                     " (to keep the template's value, leave a cell empty but write "
+                                                     "its separator)" if len(cells) < len(header) else ""))
+    return [header, *[(n, c) for n, c in body if len(c) == len(header)]]
+
+
+def _counted(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _placeholders(value: Any) -> set[str]:

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import tomllib
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -54,6 +55,11 @@ PASSWORD_ENV_FOR_URLS = "MAILCONFORM_PASSWORD"
 CA_FILE_ENV_FOR_URLS = "MAILCONFORM_CA_FILE"
 #: What ``user_env``/``password_env`` must look like: the name of an environment variable.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Said of a ``password_env`` that is no variable name, instead of its value: likely the password itself.
+PASSWORD_ENV_NOT_A_NAME = (
+    "password_env must name an environment variable, not hold the password (value hidden; it looks like a "
+    "password was written there: a variable name is letters, digits and '_', not starting with a digit; "
+    'e.g. password_env = "LAB_PASSWORD", then export LAB_PASSWORD)')
 
 
 class FileProblems(Exception):
@@ -147,6 +153,8 @@ class Account:
             return f"the environment variable {self.user_env} (user_env) is not set"
         if self.password is not None:
             return None
+        if self.password_env and not ENV_NAME.fullmatch(self.password_env):
+            return PASSWORD_ENV_NOT_A_NAME
         if self.password_env:
             return f"the environment variable {self.password_env} (password_env) is not set"
         return "the account has no password (set password_env, or password for a lab VM)"
@@ -396,8 +404,7 @@ def _parse_account(c: _Collector, table: Any, path: str, env: Mapping[str, str])
     if password is not None and password_env is not None:
         c.error(path, "give either password or password_env, not both")
     if password_env is not None and not ENV_NAME.fullmatch(password_env):
-        c.error(f"{path}.password_env", "password_env must name an environment variable, not hold the password (value "
-                                        "hidden; e.g. password_env = \"LAB_PASSWORD\", then export LAB_PASSWORD)")
+        c.error(f"{path}.password_env", PASSWORD_ENV_NOT_A_NAME)
         password_env = None
     if password_env is not None:
         password = env.get(password_env) or None
@@ -559,8 +566,30 @@ def parse_targets(data: dict, base_dir: Path, source: str = "targets", env: Mapp
 
 
 def load_targets_file(path: Path, env: Mapping[str, str] = os.environ) -> TargetsFile:
-    data = read_toml(path, TargetsError, "file not found (give another with --targets-file PATH)")
-    return parse_targets_file(data, path.resolve().parent, str(path), env)
+    """The targets file's targets and groups; whatever goes wrong is a :class:`TargetsError`, even what
+    no check foresaw (then one line saying what kind of error arose where, see :func:`unforeseen`)."""
+    try:
+        data = read_toml(path, TargetsError, "file not found (give another with --targets-file PATH)")
+        return parse_targets_file(data, path.resolve().parent, str(path), env)
+    except TargetsError:
+        raise
+    except Exception as exc:
+        raise TargetsError(str(path), [unforeseen(exc)]) from exc
+
+
+def unforeseen(exc: Exception) -> str:
+    """An error no check foresaw while loading targets, in one line: what the system said of a file
+    it could not read, else the error's kind and where it arose — never its text, which may quote a
+    value of the file (a password among them)."""
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if isinstance(exc, UnicodeError):
+        return f"cannot be read: not UTF-8 ({type(exc).__name__})"
+    if isinstance(exc, RecursionError):
+        return "cannot be read: nested too deeply"
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" in {Path(frame[0].filename).name}, line {frame[0].lineno}" if frame else ""
+    return f"cannot be loaded: {type(exc).__name__}{where} (a value mailconform does not expect; please report it)"
 
 
 def load_targets(path: Path, env: Mapping[str, str] = os.environ) -> dict[str, Target]:
@@ -764,14 +793,14 @@ def ca_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot serve as a trust anchor (completing "``path`` …"), or None if it can.
 
     The TLS layer loads it with ``ssl`` as PEM, so a DER certificate is a problem too, with the fix."""
-    if not path.exists():
-        return "does not exist"
-    if not path.is_file():
-        return "is not a file"
     try:
+        if not path.exists():
+            return "does not exist"
+        if not path.is_file():
+            return "is not a file"
         data = path.read_bytes()
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
+    except (OSError, ValueError) as exc:  # a name too long for the system; ValueError: a NUL in it
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -795,7 +824,9 @@ def _named_setup_problems(target: Target, env: Mapping[str, str]) -> list[str]:
     if account is not None and account.user_env and account.user is None:
         problems.append(f"{path}.account.user_env: {_unset(account.user_env, env)} (export it before running)")
     if account is not None and account.password_env and account.password is None:
-        problems.append(f"{path}.account.password_env: {_unset(account.password_env, env)} (export it before running)")
+        problems.append(f"{path}.account.password_env: " + (
+            f"{_unset(account.password_env, env)} (export it before running)"
+            if ENV_NAME.fullmatch(account.password_env) else PASSWORD_ENV_NOT_A_NAME))
     if target.tls.ca_file is not None and (problem := ca_file_problem(target.tls.ca_file)):
         problems.append(f"{path}.tls.ca_file: {target.tls.ca_file} {problem}")
     return problems

@@ -148,3 +148,61 @@ def test_merging_a_shard_twice_is_refused(class_dir):
     done = merge("one.json", "one.json", "missing.json", cwd=class_dir.path)
     assert done.returncode == 2
     assert "one.json: given twice" in done.stderr and "missing.json: cannot be read as JSON" in done.stderr
+
+
+def test_merging_files_that_are_no_grade_files_names_each_with_what_is_wrong(class_dir):
+    run(class_dir, "--target", "clase", "--shard", "1/2", "--grade-json", "one.json")
+    whole = (class_dir.path / "one.json").read_text()
+    for name, text in (("list.json", "[]"), ("number.json", "3"), ("string.json", '"x"'),
+                       ("run.json", '{"run": [], "targets": {}}'), ("cut.json", whole[:len(whole) // 2])):
+        (class_dir.path / name).write_text(text)
+    done = merge("one.json", "list.json", "number.json", "string.json", "run.json", "cut.json", cwd=class_dir.path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[1:] == [
+        "  - list.json: not a grade file written by --grade-json (expected an object at the top level, got an array)",
+        "  - number.json: not a grade file written by --grade-json (expected an object at the top level, got a number)",
+        "  - string.json: not a grade file written by --grade-json (expected an object at the top level, got a string)",
+        "  - run.json: not a grade file written by --grade-json (run: expected an object, got an array)",
+        "  - cut.json: cannot be read as JSON (" + done.stderr.split("cut.json: cannot be read as JSON (")[1].rstrip()]
+
+
+@pytest.mark.parametrize("raised, error", [
+    (OSError(5, "Input/output error"), "cannot be read (Input/output error)"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "cannot be read: not UTF-8 (UnicodeDecodeError)"),
+    (RecursionError(), "cannot be read: nested too deeply"),
+    (TypeError("unhashable type: 'list'"), "cannot be loaded: TypeError in test_class_runs.py, line *"),
+])
+def test_an_error_loading_the_targets_that_no_check_foresaw_is_a_usage_error(class_dir, monkeypatch, raised, error):
+    def parse_badly(*args):
+        raise raised
+    monkeypatch.setattr("mailconform.targets.parse_targets_file", parse_badly)
+    result = run(class_dir, "--target", "clase")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: *targets.toml: 1 problem(s):", f"  - {error}"])
+
+
+def test_an_error_outside_the_targets_file_is_still_a_usage_error(class_dir, monkeypatch):
+    def resolve_badly(*args):
+        raise RuntimeError("Symlink loop from '/tmp/ca.pem'")
+    monkeypatch.setattr("mailconform.plugin.resolve_targets", resolve_badly)
+    result = run(class_dir, "--target", "lab")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stderr.str()
+    result.stderr.fnmatch_lines(["ERROR: *targets.toml: cannot be loaded: RuntimeError in test_class_runs.py, line *"])
+
+
+def test_a_ca_file_name_too_long_for_the_system_is_a_usage_error(class_dir):
+    (class_dir.path / "targets.toml").write_text(ROSTER_TARGETS.replace(
+        "[templates.alumno]", f'[targets.lab.tls]\nca_file = "{"a" * 5_000}.pem"\n\n[templates.alumno]'))
+    result = run(class_dir, "--target", "lab")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["  - targets.lab.tls.ca_file: *aaaa.pem cannot be read (File name too long)"])
+
+
+def test_a_password_written_as_password_env_is_shown_nowhere(class_dir):
+    (class_dir.path / "targets.toml").write_text(ROSTER_TARGETS.replace(
+        'password = "s3cr3t-pw"', 'password_env = "Tr0ub4dor&3"'))
+    result = run(class_dir, "--target", "lab")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["  - targets.lab.account.password_env: password_env must name an environment "
+                                 "variable, not hold the password (value hidden; it looks like a password was *"])
+    assert "Tr0ub4dor" not in result.stdout.str() + result.stderr.str()

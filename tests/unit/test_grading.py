@@ -1,14 +1,17 @@
 """Grading arithmetic and every rubric policy: weights, warnings, inconclusive, unreachable, waivers."""
 
+import copy
 import csv
+import json
 from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
-from mailconform import messages
+from mailconform import cli, messages
 from mailconform.grading import (
-    DEFAULT_RUBRIC, MergeError, RubricError, grade, grade_document, load_rubric, merge_documents, write_csv,
+    DEFAULT_RUBRIC, EXIT_NOT_JUDGED, MergeError, RubricError, grade, grade_document, load_rubric, merge_documents,
+    write_csv,
 )
 from mailconform.scheduling import Shard
 
@@ -145,11 +148,95 @@ def test_shards_that_cannot_be_merged_say_why(tmp_path):
     two = _document(replace(rubric, steps={"A1.mx": 1}), grade(rubric, CLASS[:1]))
     with pytest.raises(MergeError) as caught:
         merge_documents({"a.json": one, "b.json": two, "c.json": {"results": []}})
-    assert caught.value.errors == ["c.json: not a grade file written by --grade-json"]
+    assert caught.value.errors == ["c.json: not a grade file written by --grade-json (run: missing)"]
     with pytest.raises(MergeError) as caught:
         merge_documents({"a.json": one, "b.json": two})
     assert caught.value.errors == ["b.json: graded with another rubric than a.json (points per step differ)",
                                    "b.json: target s1 is graded in a.json too"]
+
+
+def _valid_grade_file(tmp_path):
+    rubric = rubric_file(tmp_path)
+    return json.loads(json.dumps(_document(rubric, grade(rubric, CLASS), shard="1/1")))
+
+
+def _with(document, path, value):
+    """``document`` with the value at ``path`` (a tuple of keys) replaced, or deleted when ``value`` is DELETE."""
+    document = copy.deepcopy(document)
+    *parents, last = path
+    table = document
+    for key in parents:
+        table = table[key]
+    if value is DELETE:
+        del table[last]
+    else:
+        table[last] = value
+    return document
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("path, value, why", [
+    ((), [], "expected an object at the top level, got an array"),
+    ((), 3, "expected an object at the top level, got a number"),
+    ((), "x", "expected an object at the top level, got a string"),
+    ((), None, "expected an object at the top level, got null"),
+    (("run",), [], "run: expected an object, got an array"),
+    (("run", "steps"), DELETE, "run.steps: missing"),
+    (("run", "steps", "A1.mx"), "6", 'run.steps."A1.mx": expected a number, got a string'),
+    (("run", "lang"), ["en"], "run.lang: expected a string, got an array"),
+    (("run", "targets"), [], "run.targets: expected an object, got an array"),
+    (("run", "targets", "s2"), 1, "run.targets.s2: expected an object, got a number"),
+    (("run", "targets", "s2", "position"), "1", "run.targets.s2.position: expected a number, got a string"),
+    (("targets",), [], "targets: expected an object, got an array"),
+    (("targets", "s2"), 3, "targets.s2: expected an object, got a number"),
+    (("targets", "s2", "score"), True, "targets.s2.score: expected a number, got true"),
+    (("targets", "s2", "flags"), [1], "targets.s2.flags: expected a list of strings, got an array"),
+    (("targets", "s2", "judged"), "yes", "targets.s2.judged: expected true or false, got a string"),
+    (("targets", "s2", "steps", "A1.smtp-session"), [],
+     'targets.s2.steps."A1.smtp-session": expected an object, got an array'),
+    (("targets", "s2", "steps", "A1.smtp-session", "max"), DELETE, 'targets.s2.steps."A1.smtp-session".max: missing'),
+])
+def test_a_file_that_is_no_grade_file_says_what_is_wrong_in_it(tmp_path, path, value, why):
+    document = _with(_valid_grade_file(tmp_path), path, value) if path else value
+    with pytest.raises(MergeError) as caught:
+        merge_documents({"ok.json": _valid_grade_file(tmp_path), "bad.json": document})
+    assert caught.value.errors == [f"bad.json: not a grade file written by --grade-json ({why})"]
+
+
+def _values(value, path=()):
+    """The path of every value in a JSON document, the document's own first."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _values(item, (*path, key))
+
+
+def test_merge_never_crashes_on_a_damaged_grade_file(tmp_path, capsys):
+    """Every value of a grade file of the wrong kind or missing, and the file cut short anywhere:
+    the command merges it (exit 0 or 6) or says what is wrong (exit 2), never a traceback."""
+    valid = _valid_grade_file(tmp_path)
+    damaged = [json.dumps(_with(valid, path, value) if path else value) for path in _values(valid)
+               for value in (None, [], {}, "x", 3, DELETE) if path or value is not DELETE]
+    whole = json.dumps(valid)
+    damaged += [whole[:cut] for cut in range(0, len(whole), 7)] + ["[" * 100_000, "1" * 5_000, "NaN"]
+    given = tmp_path / "grades.json"
+    for text in damaged:
+        given.write_text(text, encoding="utf-8")
+        status = cli.main(["merge", str(given), "--grade-json", str(tmp_path / "m.json"),
+                           "--grade-csv", str(tmp_path / "m.csv")])
+        err = capsys.readouterr().err
+        assert status in (0, 2, EXIT_NOT_JUDGED), text
+        assert status != 2 or f"{given}: " in err and "Traceback" not in err, (text, err)
+
+
+def test_merged_files_that_cannot_be_written_are_a_usage_error(tmp_path, capsys):
+    given = tmp_path / "grades.json"
+    given.write_text(json.dumps(_valid_grade_file(tmp_path)), encoding="utf-8")
+    assert cli.main(["merge", str(given), "--grade-csv", str(tmp_path / "missing" / "m.csv")]) == 2
+    assert capsys.readouterr().err == (f"mailconform merge: {tmp_path / 'missing' / 'm.csv'}: cannot be written "
+                                       f"(No such file or directory)\n")
 
 
 @pytest.mark.parametrize("text, error", [("0/3", True), ("4/3", True), ("2", True), ("a/b", True), ("2/3", False)])

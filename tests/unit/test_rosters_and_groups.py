@@ -90,6 +90,44 @@ def test_a_roster_mistake_says_where(tmp_path, roster, extra, expected):
     assert any(error.startswith(expected) for error in errors(tmp_path, roster, extra)), errors(tmp_path, roster, extra)
 
 
+ROOMS = """
+[templates.room]
+host = "127.0.0.1"
+domain = "{room}.lab.test"
+[rosters.clase]
+file = "clase.csv"
+template = "room"
+"""
+
+
+@pytest.mark.parametrize("roster, expected", [
+    ("name,room\na1\n", ["clase.csv, line 2: 1 cell, but the header has 2 columns (to keep the template's value, "
+                          "leave a cell empty but write its separator)"]),  # {room} has no cell to fill it
+    ("name,room,timeout\na1,r1\na2,r2,\na3\n", [
+        "clase.csv, line 2: 2 cells, but the header has 3 columns (to keep the template's value, leave a cell "
+        "empty but write its separator)",
+        "clase.csv, line 4: 1 cell, but the header has 3 columns (to keep the template's value, leave a cell "
+        "empty but write its separator)"]),
+    ("name;room\na1;r1;extra\n", ["clase.csv, line 2: 3 cells, but the header has 2 columns"]),
+])
+def test_a_row_shorter_or_longer_than_the_header_is_refused_with_its_line(tmp_path, roster, expected):
+    (tmp_path / "clase.csv").write_text(roster, encoding="utf-8")
+    with pytest.raises(TargetsError) as caught:
+        parse_targets_file(tomllib.loads(ROOMS), tmp_path, "t.toml", {})
+    assert caught.value.errors == expected
+
+
+def test_a_row_with_every_separator_keeps_the_templates_values_in_its_empty_cells(tmp_path):
+    (tmp_path / "clase.csv").write_text("name,room,timeout\na1,r1,\n", encoding="utf-8")
+    target = parse_targets_file(tomllib.loads(ROOMS), tmp_path, "t.toml", {}).targets["a1"]
+    assert (target.domain, target.timeout) == ("r1.lab.test", 10.0)
+
+
+def test_a_cell_too_large_for_csv_is_an_error_not_a_crash(tmp_path):
+    assert errors(tmp_path, "name,host\na1," + "x" * 200_000 + "\n") == [
+        "clase.csv, line 2: cannot be read as CSV (field larger than field limit (131072))"]
+
+
 def test_groups_hold_targets_rosters_and_groups_in_order(tmp_path):
     parsed = parse(tmp_path, "name,host\na1,192.0.2.1\na2,192.0.2.2\n",
                    '[groups]\nall = ["morning", "solo"]\nmorning = ["clase", "a1"]\n')

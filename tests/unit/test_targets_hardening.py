@@ -1,6 +1,7 @@
 """A targets file as a new user writes it: every mistake is a TargetsError naming its TOML path,
 never an uncaught exception, and values that are fine are read as meant."""
 
+import errno
 import json
 import tomllib
 from pathlib import Path
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from mailconform.targets import (
-    MAX_FILE_BYTES, Endpoint, TargetsError, load_targets, parse_targets, target_from_url, target_table,
+    MAX_FILE_BYTES, Account, Endpoint, TargetsError, load_targets, parse_targets, resolve_targets, target_from_url,
+    Target, target_table,
 )
+from mailconform.targets import _named_setup_problems
 
 NO_ENV: dict = {}
 NAME_RULE = "a target name may hold only letters, digits, '.', '_' and '-' (it is what --target selects)"
@@ -90,6 +93,32 @@ def test_a_byte_order_mark_as_windows_editors_write_is_allowed(tmp_path):
     path = tmp_path / "targets.toml"
     path.write_bytes(b"\xef\xbb\xbf" + lab().replace("\n", "\r\n").encode())
     assert load_targets(path, NO_ENV)["lab"].services == {"smtp": Endpoint("127.0.0.1", 25)}
+
+
+@pytest.mark.parametrize("raised, error", [
+    (OSError(errno.EIO, "Input/output error"), "cannot be read (Input/output error)"),
+    (UnicodeEncodeError("utf-8", "Tr0ub4dor\udcff", 9, 10, "surrogates not allowed"),
+     "cannot be read: not UTF-8 (UnicodeEncodeError)"),
+    (RecursionError("maximum recursion depth exceeded"), "cannot be read: nested too deeply"),
+    (TypeError("'<' not supported for 'Tr0ub4dor'"), "cannot be loaded: TypeError in test_targets_hardening.py, line"),
+    (KeyError("Tr0ub4dor"), "cannot be loaded: KeyError in test_targets_hardening.py, line"),
+])
+def test_an_error_no_check_foresaw_is_one_line_naming_the_file_and_quoting_nothing(tmp_path, monkeypatch, raised,
+                                                                                    error):
+    def parse_badly(*args):
+        raise raised
+    monkeypatch.setattr("mailconform.targets.parse_targets_file", parse_badly)
+    [found] = file_errors(tmp_path, lab().encode())
+    assert found.startswith(error) and "\n" not in found and "Tr0ub4dor" not in found, found
+
+
+def test_a_ca_file_name_too_long_for_the_system_is_a_setup_problem(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(lab(f'[targets.lab.tls]\nca_file = "{"a" * 5_000}.pem"'))
+    with pytest.raises(TargetsError) as caught:
+        resolve_targets(["lab"], path, NO_ENV)
+    [error] = caught.value.errors
+    assert error == f"targets.lab.tls.ca_file: {tmp_path / ('a' * 5_000)}.pem cannot be read (File name too long)"
 
 
 # --------------------------------------------------------------------------- numbers in range
@@ -303,19 +332,48 @@ def test_a_saved_url_target_quotes_its_name_as_a_toml_key():
 
 # --------------------------------------------------------------------------- secrets
 
+NOT_A_NAME = ("password_env must name an environment variable, not hold the password (value hidden; it looks "
+              "like a password was written there")
+
+
 @pytest.mark.parametrize("account, error", [
-    ('password_env = "Tr0ub4dor&3 horse"', "targets.lab.account.password_env: password_env must name an environment "
-                                          "variable, not hold the password (value hidden;"),
+    ('password_env = "Tr0ub4dor&3 horse"', f"targets.lab.account.password_env: {NOT_A_NAME}"),
+    ('password_env = "1234567890"', f"targets.lab.account.password_env: {NOT_A_NAME}"),
+    ('password_env = "Tr0ub4dor-3"', f"targets.lab.account.password_env: {NOT_A_NAME}"),
+    ('password_env = "Tr0ub4dor3\\n"', f"targets.lab.account.password_env: {NOT_A_NAME}"),
     ("password = 1234567890", "targets.lab.account.password: expected str, got int (value hidden)"),
+    ("password = 1234567890.5", "targets.lab.account.password: expected str, got float (value hidden)"),
     ("password = [1234567890]", "targets.lab.account.password: expected str, got list (value hidden)"),
+    ('password = { Tr0ub4dor = "1234567890" }', "targets.lab.account.password: expected str, got dict (value hidden)"),
     ('password_env = ["Tr0ub4dor&3 horse"]', "targets.lab.account.password_env: expected str, got list (value hidden)"),
+    ("password_env = 1234567890", "targets.lab.account.password_env: expected str, got int (value hidden)"),
+    ('password_env = { Tr0ub4dor = 1 }', "targets.lab.account.password_env: expected str, got dict (value hidden)"),
 ])
 def test_a_password_in_the_wrong_place_is_never_shown(account, error):
     with pytest.raises(TargetsError) as caught:
         parse(lab(f'[targets.lab.account]\nuser = "u"\n{account}'))
-    assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith(error)
+    assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith(error), caught.value.errors
     shown = str(caught.value) + repr(caught.value.errors)
     assert "Tr0ub4dor" not in shown and "1234567890" not in shown
+
+
+def test_a_password_in_a_rosters_password_env_column_is_never_shown(tmp_path):
+    (tmp_path / "clase.csv").write_text("name,account.password_env\na1,Tr0ub4dor&3\n")
+    text = ('[templates.t]\nhost = "127.0.0.1"\n[templates.t.account]\nuser = "u"\n'
+            '[rosters.clase]\nfile = "clase.csv"\ntemplate = "t"\n')
+    [error] = errors_of(text, tmp_path)
+    assert error.startswith(f"clase.csv, line 2 (a1).account.password_env: {NOT_A_NAME}") and "Tr0ub4dor" not in error
+
+
+def test_an_account_whose_password_env_is_no_variable_name_says_so_without_the_value():
+    """The file's checks refuse such an account; one made another way must not leak it either."""
+    account = Account(user="u", password_env="Tr0ub4dor&3")
+    why = account.missing_credentials
+    assert why.startswith(NOT_A_NAME) and "Tr0ub4dor" not in why
+    [problem] = _named_setup_problems(Target("lab", "127.0.0.1", {}, account=account), NO_ENV)
+    assert problem.startswith(f"targets.lab.account.password_env: {NOT_A_NAME}") and "Tr0ub4dor" not in problem
+    assert Account(user="u", password_env="LAB_PW").missing_credentials == (
+        "the environment variable LAB_PW (password_env) is not set")
 
 
 def test_an_account_written_as_a_string_is_not_shown():
