@@ -5,22 +5,33 @@ lets Wireshark (or tshark) decrypt its STARTTLS and implicit-TLS sessions — la
 Per target, ``DIR/NAME.pcapng`` is written by dumpcap with a capture filter limited to the target's
 addresses and ports (and its DNS resolver), and ``DIR/NAME.keys`` by the target's TLS context
 (``SSLContext.keylog_filename``, NSS key log format).  The key log is a secret: whoever has it can
-read those sessions, the password included.  The A1.capture checks read the capture back with
+read those sessions, the password included; it is made mode 0600 before any key is written, and
+``DIR``, when the run makes it, 0700.  (NAME is the target's name, plus a short hash of it when the
+name is no file name as it is, a URL target's.)  dumpcap ends with the process that started it,
+and after :data:`AUTOSTOP` seconds at the latest.  The A1.capture checks read the capture back with
 tshark.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_WAIT = 5.0    # seconds for dumpcap to start writing
 FLUSH_WAIT = 5.0      # seconds for dumpcap to write what it has and exit
+#: dumpcap stops by itself after this long (``-a duration:``), should nothing else stop it.
+AUTOSTOP = 6 * 3600
+MARK = b"mailconform: capture mark"
 #: Which Wireshark dissector reads each service, and whether TLS comes first (implicit TLS).
 _DISSECTORS = {"smtp": ("smtp", False), "submission": ("smtp", False), "smtps": ("smtp", True),
                "pop3": ("pop", False), "pop3s": ("pop", True), "imap": ("imap", False), "imaps": ("imap", True)}
@@ -32,8 +43,13 @@ def missing_tools() -> list[str]:
 
 
 def file_stem(target_name: str) -> str:
-    """A file name for a target (a URL target's name holds ``/`` and ``:``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_") or "target"
+    """A file name for a target (a URL target's name holds ``/`` and ``:``).  A name that had to be
+    changed also gets a short hash of itself, so two names never share files
+    (``smtp://127.0.0.1:25`` and ``smtp_127.0.0.1_25``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_")
+    if stem and stem == target_name:
+        return stem
+    return f"{stem or 'target'}-{hashlib.sha256(target_name.encode()).hexdigest()[:8]}"
 
 
 def capture_filter(endpoints: dict[str, tuple[str, int]], dns: tuple[str, int] | None) -> str:
@@ -54,6 +70,33 @@ def decode_as(endpoints: dict[str, tuple[str, int]]) -> list[str]:
     return rules
 
 
+def any_of(field_name: str, *values: str) -> str:
+    """``field == "A" || field == "B"``: a display filter every tshark reads (the set syntax
+    ``field in {"A", "B"}`` needs Wireshark 4)."""
+    return "(" + " || ".join(f'{field_name} == "{value}"' for value in values) + ")"
+
+
+def _parent_death_signal():
+    """Linux: a function for the child, before dumpcap runs, that has it sent SIGTERM when the
+    process that started it dies (``prctl(PR_SET_PDEATHSIG)``), so a killed worker leaves no
+    dumpcap behind; None elsewhere.  (The kernel forgets this for a dumpcap that gains
+    capabilities on exec, a non-root user's: the ``-a duration`` autostop still ends that one.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
 @dataclass
 class Capture:
     """One target's capture: started before its first connection, stopped before it is read."""
@@ -63,34 +106,67 @@ class Capture:
     filter: str
     decode_as: list[str] = field(default_factory=list)
     error: str | None = None
+    #: The UDP port of the suite's own marker datagrams in the capture (not traffic with the target).
+    marker_port: int | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False)
     _marker: socket.socket | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, directory: Path, target_name: str, endpoints: dict[str, tuple[str, int]],
               dns: tuple[str, int] | None) -> Capture:
-        """Start capturing ``endpoints`` (service → host, port) and the resolver ``dns``."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Start capturing ``endpoints`` (service → host, port) and the resolver ``dns``.  What keeps it
+        from starting (a directory it cannot write, dumpcap missing or failing) becomes ``error``."""
         stem = file_stem(target_name)
         capture = cls(directory / f"{stem}.pcapng", directory / f"{stem}.keys", capture_filter(endpoints, dns),
                       decode_as(endpoints))
-        for path in (capture.pcap, capture.keylog):
+        try:
+            capture._start(directory)
+        except (OSError, subprocess.SubprocessError, ValueError) as error:
+            capture.stop()
+            capture.error = f"{type(error).__name__}: {error}"  # as Capture.failed says it
+        return capture
+
+    @classmethod
+    def failed(cls, directory: Path, target_name: str, error: BaseException) -> Capture:
+        """The capture that could not start because of ``error``."""
+        stem = file_stem(target_name)
+        return cls(directory / f"{stem}.pcapng", directory / f"{stem}.keys", "",
+                   error=f"{type(error).__name__}: {error}")
+
+    def _start(self, directory: Path) -> None:
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)  # ours: only its owner reads the key logs
+        for path in (self.pcap, self.keylog):
             path.unlink(missing_ok=True)
         if missing := missing_tools():
-            capture.error = f"{' and '.join(missing)} not found: install Wireshark's command-line tools " \
-                            f"(Debian: apt install tshark)"
-            return capture
-        capture._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        capture._marker.bind(("127.0.0.1", 0))
-        capture.filter += f" or (udp and host 127.0.0.1 and port {capture._marker.getsockname()[1]})"
-        capture._process = subprocess.Popen(
-            ["dumpcap", "-q", "-i", "any", "-f", capture.filter, "-w", str(capture.pcap)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if capture._caught_up(STARTUP_WAIT):
-            return capture
-        capture.stop()
-        capture.error = capture.error or f"dumpcap did not start capturing within {STARTUP_WAIT:g} s"
-        return capture
+            self.error = f"{' and '.join(missing)} not found: install Wireshark's command-line tools " \
+                         f"(Debian: apt install tshark)"
+            return
+        # The key log is a secret: made here, readable by its owner alone, before ssl appends to it.
+        descriptor = os.open(self.keylog, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)  # whatever the umask
+        finally:
+            os.close(descriptor)
+        self._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._marker.bind(("127.0.0.1", 0))
+        self.marker_port = self._marker.getsockname()[1]
+        self.filter += f" or (udp and host 127.0.0.1 and port {self.marker_port})"
+        self._process = subprocess.Popen(
+            ["dumpcap", "-q", "-i", "any", "-f", self.filter, "-a", f"duration:{AUTOSTOP}", "-w", str(self.pcap)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_parent_death_signal())
+        if self._caught_up(STARTUP_WAIT):
+            return
+        self.stop()
+        self.error = self.error or f"dumpcap did not start capturing within {STARTUP_WAIT:g} s"
+
+    def traffic(self, display_filter: str = "frame") -> str:
+        """``display_filter`` without the suite's own marker datagrams."""
+        if self.marker_port is None:
+            return display_filter
+        return f"({display_filter}) && !(udp.port == {self.marker_port})"
 
     def _caught_up(self, wait: float) -> bool:
         """Has dumpcap written everything up to now?  A datagram the suite sends itself (to the marker
@@ -100,7 +176,7 @@ class Capture:
         deadline = time.monotonic() + wait
         size = self.pcap.stat().st_size if self.pcap.exists() else 0
         while time.monotonic() < deadline and self._process.poll() is None:
-            self._marker.sendto(b"mailconform: capture mark", self._marker.getsockname())
+            self._marker.sendto(MARK, self._marker.getsockname())
             time.sleep(0.05)
             now = self.pcap.stat().st_size if self.pcap.exists() else 0
             if size and now > size:

@@ -52,8 +52,13 @@ class TargetRun:
     def __init__(self, target: Target, capture_dir: Path | None = None):
         self.target = target
         #: ``--capture-dir``: the target's traffic from before its first connection (A1.capture).
-        self.capture = Capture.start(capture_dir, target.name, {service: (e.host, e.port) for service, e in
-                                                                 target.services.items()}, target.dns) if capture_dir else None
+        self.capture: Capture | None = None
+        if capture_dir:
+            try:
+                self.capture = Capture.start(capture_dir, target.name, {service: (e.host, e.port) for service, e in
+                                                                         target.services.items()}, target.dns)
+            except Exception as error:  # the run goes on without it, and the A1.capture checks say why
+                self.capture = Capture.failed(capture_dir, target.name, error)
         self.failures: dict[str, Failure] = {}
         self.failed_logins = 0
         self.dns_answers: dict = {}

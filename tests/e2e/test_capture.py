@@ -4,6 +4,7 @@ before TLS is named — on the real reference (none: it logs in over STLS) and o
 logins in cleartext."""
 
 import os
+import stat
 import subprocess
 
 import pytest
@@ -31,6 +32,8 @@ def test_the_reference_capture_decrypts_and_shows_no_cleartext_login(reference_s
     outcomes = run.outcomes("reference")
     assert {check: outcomes[check] for check in CHECKS} == dict.fromkeys(CHECKS, "pass"), run.output[-3000:]
     pcap, keys = tmp_path / "capture" / "reference.pcapng", tmp_path / "capture" / "reference.keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600                      # the key log is a secret
+    assert stat.S_IMODE((tmp_path / "capture").stat().st_mode) == 0o700    # in a directory the run made
     logins = 'pop.request.command == "PASS"'
     assert tshark(pcap, logins) == []                    # without the key log the logins are unreadable
     assert len(tshark(pcap, f"tls and {logins}", keys)) >= 1  # with it, tshark shows them inside TLS
@@ -70,6 +73,34 @@ def test_a_login_before_tls_is_found_in_the_capture(cleartext_twin):
     assert PASSWORD not in message
     pcap = cleartext_twin / "capture" / "open.pcapng"
     assert len(tshark(pcap, 'pop.request.command == "PASS"', pop3_port=pop3_port)) >= 1  # for Wireshark
+
+
+@pytest.mark.parametrize("lang, words", [("en", ("holds no traffic with the target", "no login at all",
+                                                   "no RETR, TOP or FETCH at all")),
+                                          ("es", ("no tiene tráfico con el objetivo", "ningún inicio de sesión",
+                                                  "ningún RETR, TOP ni FETCH"))])
+def test_a_run_of_the_capture_step_alone_has_nothing_to_judge(cleartext_twin, tmp_path, lang, words):
+    """No connection, no login, no read: the suite's own marks are no traffic, and no check passes
+    on a capture that shows nothing either way."""
+    cleartext_twin, _ = cleartext_twin
+    run = run_suite(tmp_path / "reports", ["open"], cleartext_twin / "targets.toml", "--step=A1.capture",
+                    f"--capture-dir={tmp_path / 'capture'}", f"--lang={lang}")
+    assert run.outcomes("open") == dict.fromkeys(CHECKS, "not_applicable"), run.output[-3000:]
+    for check, word in zip(("capture.files.readable", "capture.cleartext.credentials", "capture.cleartext.mailbox"),
+                           words):
+        assert word in run.message("open", check) and "A1.capture" in run.message("open", check)
+
+
+def test_a_capture_that_cannot_start_leaves_the_rest_of_the_run_going(cleartext_twin, tmp_path):
+    cleartext_twin, _ = cleartext_twin
+    (tmp_path / "file").write_text("not a directory")
+    run = run_suite(tmp_path / "reports", ["open"], cleartext_twin / "targets.toml", "--step=A1",
+                    f"--capture-dir={tmp_path / 'file' / 'capture'}")
+    outcomes = run.outcomes("open")
+    assert {check: outcomes.get(check) for check in CHECKS} == dict.fromkeys(CHECKS, "not_applicable"), \
+        run.output[-3000:]
+    assert "no capture: NotADirectoryError" in run.message("open", "capture.files.readable")
+    assert outcomes["pop3.session.login"] == outcomes["smtp.session.ehlo"] == "pass"
 
 
 def test_without_capture_dir_or_tools_the_step_says_what_to_do(cleartext_twin, tmp_path):
