@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 from mailconform import messages
 from mailconform.targets import DEFAULT_PORTS
 from mailconform.verdicts import (  # noqa: F401  (the check author's API, in one import)
-    Blocked, CheckFailed, Inconclusive, NotApplicable, expect, require,
+    Blocked, CheckFailed, Inconclusive, NotApplicable, expect, require, say,
 )
 
 #: The lab steps, as graded.  These IDs are a contract: extend, never rename.

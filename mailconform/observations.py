@@ -92,15 +92,15 @@ class Handshake(Hello):
     answer: HandshakeFacts | None
 
 
-def secure(run: TargetRun, session, service: str) -> None:
-    """Upgrade a plaintext session to TLS with the protocol's own command; a refusal raises
+def secure(run: TargetRun, session, service: str, hello: bool = True) -> None:
+    """Upgrade a plaintext session to TLS with the protocol's own command (SMTP: after an EHLO,
+    unless ``hello`` is false because the session has just had one); a refusal raises
     :class:`TlsRefused` (its reply says whether it was "not now"), a failed handshake TlsFailed."""
     if service in IMPLICIT_TLS:
         return
     context, name = run.tls_context(), run.target.server_name(run.target.endpoint(service))
     if isinstance(session, SmtpSession):
-        ehlo = session.ehlo()
-        if ehlo.code != 250:
+        if hello and (ehlo := session.ehlo()).code != 250:
             raise TlsRefused(ehlo)
         reply = session.starttls(context, name)
         accepted = reply.code == 220

@@ -9,20 +9,24 @@ that service is blocked by it, without reconnecting for each check.
 from __future__ import annotations
 
 import secrets
+from base64 import b64encode
 from dataclasses import dataclass, field
 
-from mailconform import messages
-from mailconform.observations import GREETED, Hello, Pop3Hello, SmtpHello, secure
+from mailconform import messages, relay
+from mailconform.relay import RelayProbes
+from mailconform.observations import GREETED, Handshake, Hello, Pop3Hello, SmtpHello, TlsRefused, secure
 from mailconform.targetrun import Failure, Observed, TargetRun
-from mailconform.targets import Endpoint, Target
+from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.verdicts import (
     Blocked, CheckContext, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
 )
 from mailconform.wire import (
-    ConnectFailed, ConnectionClosed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpSession, TlsFailed, Transcript,
+    ConnectFailed, ConnectionClosed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpReply, SmtpSession, TlsFailed,
+    Transcript,
 )
 from mailconform.wire import WireError
 from mailconform.wire.secret import Secret
+from mailconform.wire.smtp import DEFAULT_EHLO_NAME
 
 POP3_LOGIN_CHECK = "pop3.session.login"
 #: The check that judges each protocol's greeting, and the service it judges it on.
@@ -40,12 +44,26 @@ def pop3_greeting_service(target: Target) -> str | None:
 #: The check that judges the answer to the first command after a protocol's greeting (EHLO); for
 #: the others, the greeting check judges that the server goes on answering after its greeting.
 HELLO_CHECKS = {"smtp": "smtp.session.ehlo"}
+#: Services whose greeting and EHLO one check of their own judges (lab step A2, not A1's session).
+OWN_GREETING_CHECKS = {"submission": "smtp.esmtp.greeting@submission", "smtps": "smtp.esmtp.greeting@smtps"}
+STARTTLS_CHECK = "smtp.starttls.handshake"     # @smtp, @submission: judges a refused or failed STARTTLS
+SMTP_AUTH_CHECK = "smtp.submission.auth"       # @submission, @smtps: judges the account's AUTH PLAIN
+IMPLICIT_TLS_CHECK = "smtp.smtps.implicit-tls"  # judges the handshake a client starts on connecting to smtps
+#: Who judges a failed handshake on an implicit-TLS service (not its greeting check: nothing was said).
+IMPLICIT_TLS_JUDGES = {"smtps": IMPLICIT_TLS_CHECK}
+TLS_NOT_AVAILABLE = 454  # RFC 3207 §4 "TLS not available due to temporary reason": the STARTTLS check fails it
+CLEARTEXT_WAIT = 2.0     # seconds an implicit-TLS port whose handshake failed is given to greet in clear
+
+
+def upgrade_later(reply) -> str | None:
+    """Why a refusal of STARTTLS is "not now" (421, a 4xx other than 454), or None."""
+    return None if reply.code == TLS_NOT_AVAILABLE else temporary_reason(reply)
 
 
 def hello_check(target: Target, service: str) -> str:
     """Who is blamed when ``service`` greets and then breaks on the first command (EHLO, CAPA…)."""
     check_id = HELLO_CHECKS.get(PROTOCOL_OF[service])
-    if check_id is None:
+    if check_id is None or service in OWN_GREETING_CHECKS:
         return greeting_check(target, service)
     return check_id if service == "smtp" else f"{check_id}@{service}"
 
@@ -65,6 +83,8 @@ def broken_after_greeting(service: str, hello: Hello, needs_answer: bool = True)
 def greeting_check(target: Target, service: str) -> str:
     """Who is blamed when ``service`` does not greet: the greeting check of its protocol, with
     ``@service`` when that check judges another of the protocol's services."""
+    if service in OWN_GREETING_CHECKS:
+        return OWN_GREETING_CHECKS[service]
     protocol = PROTOCOL_OF[service]
     check_id, judged = GREETING_CHECKS[protocol]
     judged = judged or pop3_greeting_service(target)
@@ -133,15 +153,31 @@ class _ServiceFactory:
         if shown:
             self.run.shows(observed)
         if observed.error is not None:
-            self._record_down(service, str(observed.error))
+            tls_judge = IMPLICIT_TLS_JUDGES.get(service) if isinstance(observed.error, TlsFailed) else None
+            self._record_down(service, str(observed.error), tls_judge)
             raise observed.error
         greeting = observed.value.greeting
         if not GREETED[self.target_run.session_class(service)](greeting) and temporary_reason(greeting) is None:
             self._record_down(service, messages.core("greeting-was", greeting=greeting))
         return observed.value
 
-    def _record_down(self, service: str, reason: str) -> None:
-        self.target_run.record(service, Failure(greeting_check(self.target, service), reason))
+    def account_credentials(self) -> tuple[str, Secret]:
+        """The account's user and password; not applicable without usable credentials."""
+        account = self.target.account
+        if account is None:
+            raise NotApplicable(messages.advice(self.target.from_url, "no-account", target=self.target.name))
+        if account.missing_credentials:
+            raise NotApplicable(messages.core("no-credentials", why=account.missing_credentials))
+        return account.user, Secret(account.password)
+
+    def _blocked_by(self, key: str) -> None:
+        """Blocked when ``key`` failed earlier in this run (a refused STARTTLS, a refused login…)."""
+        failure = self.target_run.failure(key)
+        if failure is not None:
+            raise Blocked(failure.cause, failure.reason)
+
+    def _record_down(self, service: str, reason: str, cause: str | None = None) -> None:
+        self.target_run.record(service, Failure(cause or greeting_check(self.target, service), reason))
 
     def _usable(self, service: str, observe, needs_answer: bool = True) -> Hello:
         """The greeting observation of a service that greets positively and answers after it; else
@@ -214,22 +250,182 @@ class SmtpFactory(_ServiceFactory):
                                       transcript=transcript, source=self.target.source, budget=self.target_run.budget)
         return self.run.adopt(session)
 
-    def session(self, service: str = "smtp", hello: bool = True) -> SmtpSession:
+    def session(self, service: str = "smtp", hello: bool = True, ehlo_name: str = DEFAULT_EHLO_NAME) -> SmtpSession:
         """A greeted session, after EHLO (HELO when EHLO is refused) unless ``hello`` is false."""
         self.greeted_hello(service, needs_ehlo=hello)
         session = self._open(service)
         if hello:
             try:
-                reply = session.ehlo()
+                reply = session.ehlo(ehlo_name)
             except WireError as error:
                 raise Blocked("smtp.session.ehlo", str(error)) from None
             if reply.code not in (250, 421):
-                reply = session.helo()
+                reply = session.helo(ehlo_name)
             if reply.code == 421:
                 raise TemporaryRefusal(messages.core("hello-421", reply=reply))
             if reply.code != 250:
                 raise Blocked("smtp.session.helo", messages.core("no-hello", reply=reply))
         return session
+
+
+    def relay_probes(self, service: str = "smtp") -> RelayProbes:
+        """The open-relay probes of ``service`` (made once per run, in a few sessions): the control
+        round to the account (or postmaster) and each trick of :data:`mailconform.relay.TRICKS`."""
+        self.greeted_hello(service)
+        control = self.target.account.address if self.target.account and self.target.account.address else (
+            f"postmaster@{self.target.domain}" if self.target.domain else None)
+
+        observed = self.run.shows(self.target_run.observe(
+            ("relay", service), f"{service} relay probes",
+            lambda transcript: relay.probe(lambda: self.target_run.connect(service, transcript), self.target,
+                                           transcript, control)))
+        if observed.error is not None:
+            raise Inconclusive(messages.core("relay-probes-broke", error=observed.error))
+        return observed.value
+
+    def secured(self, service: str = "smtp", ehlo_name: str = DEFAULT_EHLO_NAME) -> SmtpSession:
+        """A session inside TLS, after EHLO there: STARTTLS on smtp and submission, implicit TLS on
+        smtps.  A refused or failed upgrade blocks the check, judged by the STARTTLS check of the
+        service and not tried again this run."""
+        self._blocked_by(f"{service}-tls")
+        session = self.session(service, ehlo_name=ehlo_name)
+        if service in IMPLICIT_TLS:
+            return session
+        judge = f"{STARTTLS_CHECK}@{service}"
+        try:
+            secure(self.target_run, session, service, hello=False)
+            reply = session.ehlo(ehlo_name)
+        except TlsRefused as refused:
+            if (temporary := upgrade_later(refused.reply)) is not None:
+                raise TemporaryRefusal(temporary) from None
+            self._upgrade_failed(service, judge, str(refused))
+        except WireError as error:
+            self._upgrade_failed(service, judge, str(error))
+        require(reply, 250, by=f"smtp.starttls.ehlo-after@{service}")
+        return session
+
+    def _upgrade_failed(self, service: str, judge: str, reason: str) -> None:
+        self.target_run.record(f"{service}-tls", Failure(judge, reason))
+        raise Blocked(judge, reason)
+
+    def authenticated(self, service: str = "submission", ehlo_name: str = DEFAULT_EHLO_NAME) -> SmtpSession:
+        """A session inside TLS, logged in with the account (AUTH PLAIN); a refused login blocks the
+        check, judged by the AUTH check of the service and not tried again this run."""
+        judge = f"{SMTP_AUTH_CHECK}@{service}"
+        try:
+            session, reply = self.try_authenticate(service, ehlo_name)
+        except WireError as error:
+            raise Blocked(judge, str(error)) from None
+        require(reply, 235, by=judge)
+        return session
+
+    def try_authenticate(self, service: str = "submission",
+                         ehlo_name: str = DEFAULT_EHLO_NAME) -> tuple[SmtpSession, SmtpReply]:
+        """AUTH PLAIN with the account inside TLS, for the check that judges it (``SMTP_AUTH_CHECK``)
+        and for :meth:`authenticated`: a refusal (other than "not now") or a broken session is
+        remembered, so later logins on ``service`` are blocked, not retried."""
+        user, password = self.account_credentials()
+        judge = f"{SMTP_AUTH_CHECK}@{service}"
+        if judge != self.run.row_id:  # the AUTH check itself tries again: it is the judge
+            self._blocked_by(f"{service}-auth")
+        session = self.secured(service, ehlo_name)
+        try:
+            reply = session.auth_plain(user, password)
+        except WireError as error:
+            self.target_run.record(f"{service}-auth", Failure(judge, str(error)))
+            raise
+        if reply.code != 235 and temporary_reason(reply) is None:
+            self.target_run.record(f"{service}-auth", Failure(judge, messages.core("server-answered", reply=reply)))
+        return session, reply
+
+    def wrong_password(self) -> str:
+        """A fake password for one deliberate failed AUTH, within the target's budget of them."""
+        self.target_run.spend_failed_login()
+        return fake_password()
+
+    def auth_works(self, service: str = "submission") -> None:
+        """Blocked when the account's own AUTH failed on ``service`` this run: a refused wrong
+        password says nothing about a server that refuses every login."""
+        self._blocked_by(f"{service}-auth")
+
+    # ------------------------------------------------------------------ STARTTLS and implicit TLS (A2.starttls)
+
+    def starttls_handshake(self, service: str = "smtp", shown: bool = True) -> tuple[SmtpHello, Handshake]:
+        """The EHLO list before TLS and the STARTTLS handshake of ``service`` (each observed once per
+        run), for the check that judges the upgrade (``STARTTLS_CHECK``).  A refusal other than "not
+        now" (454 included: the STARTTLS check fails it) or a failed handshake is remembered: every
+        check that needs TLS on ``service`` is then blocked by that check, without trying again.
+        ``shown``: with the handshake's transcript (else the caller shows it when it matters)."""
+        hello = self.greeted_hello(service)
+        require(hello.answer, 250, by=hello_check(self.target, service))
+        observed = self.target_run.handshake(service)
+        if shown:
+            self.run.shows(observed)
+        if observed.error is not None:  # the service no longer greets: a connection that broke
+            raise observed.error
+        shake = observed.value
+        self._greeted_again(service, shake)
+        error = shake.error
+        if error is not None and not (isinstance(error, TlsRefused) and upgrade_later(error.reply)):
+            self.target_run.record(f"{service}-tls", Failure(f"{STARTTLS_CHECK}@{service}", str(error)))
+        return hello, shake
+
+    def starttls_works(self, service: str = "smtp") -> None:
+        """Blocked by the STARTTLS check of ``service`` when the upgrade was refused or failed this
+        run (judged from the handshake observation, made now if no check made it yet); "not now"
+        when the server answered STARTTLS with a temporary refusal."""
+        self._blocked_by(f"{service}-tls")
+        if service in IMPLICIT_TLS:
+            return
+        _, shake = self.starttls_handshake(service, shown=False)
+        if shake.error is None:
+            return
+        self.run.shows(self.target_run.handshake(service))  # what stops this check
+        if isinstance(shake.error, TlsRefused) and (later := upgrade_later(shake.error.reply)):
+            raise TemporaryRefusal(later)
+        self._blocked_by(f"{service}-tls")
+
+    def start_tls(self, session: SmtpSession, service: str) -> None:
+        """The TLS handshake on ``session`` after the check's own STARTTLS was answered 220 (the
+        run's TLS context, the target's server name); a failure is raised for the check to judge."""
+        session.connection.start_tls(self.target_run.tls_context(), self.target.server_name(self.endpoint(service)))
+
+    def tls_hello(self, service: str = "smtp") -> SmtpHello:
+        """The greeting and the EHLO reply inside TLS (observed once per run), for the checks that
+        judge the EHLO list there; blocked by the STARTTLS check when the upgrade does not work."""
+        self.starttls_works(service)
+        observed = self.run.shows(self.target_run.smtp_hello(service, tls=True))
+        if observed.error is not None:
+            raise observed.error
+        hello = observed.value
+        self._greeted_again(service, hello)
+        if isinstance(hello.error, TlsFailed):  # a TlsRefused too: this time the upgrade did not work
+            if isinstance(hello.error, TlsRefused) and (later := upgrade_later(hello.error.reply)):
+                raise TemporaryRefusal(later)
+            self._upgrade_failed(service, f"{STARTTLS_CHECK}@{service}", str(hello.error))
+        return hello
+
+    def cleartext_greeting(self, service: str = "smtps") -> SmtpReply | None:
+        """What an implicit-TLS port says to a client that does not start TLS: the SMTP greeting of
+        a server that speaks in clear there (a listener without wrapper mode), else None.  Asked
+        only once its handshake failed, with a short wait: a TLS server stays silent."""
+        endpoint = self.endpoint(service)
+        transcript = self.run.transcript(f"{service} {endpoint} without TLS")
+        try:
+            session = SmtpSession.connect(endpoint.host, endpoint.port, transcript=transcript,
+                                          timeout=min(CLEARTEXT_WAIT, self.target.timeout),
+                                          source=self.target.source, budget=self.target_run.budget)
+        except WireError:
+            return None
+        self.run.adopt(session).close()
+        return session.greeting
+
+    def _greeted_again(self, service: str, hello: Hello) -> None:
+        """An observation made on a new connection met a greeting that was not 220 this time."""
+        if hello.answer is None and hello.error is None:
+            if (temporary := temporary_reason(hello.greeting)) is not None:
+                raise TemporaryRefusal(temporary)
+            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=hello.greeting))
 
 
 class Pop3Factory(_ServiceFactory):
@@ -263,12 +459,7 @@ class Pop3Factory(_ServiceFactory):
     def credentials(self) -> tuple[str, Secret]:
         """The account's user and password; not applicable without POP3 or usable credentials."""
         self.greeting_service()
-        account = self.target.account
-        if account is None:
-            raise NotApplicable(messages.advice(self.target.from_url, "no-account", target=self.target.name))
-        if account.missing_credentials:
-            raise NotApplicable(messages.core("no-credentials", why=account.missing_credentials))
-        return account.user, Secret(account.password)
+        return self.account_credentials()
 
     def login_channel(self) -> Pop3Session:
         """A greeted session on which credentials may be sent: inside TLS (STLS on 110, or 995),
@@ -353,3 +544,14 @@ class Pop3Factory(_ServiceFactory):
 def fake_password() -> str:
     """A password no account has, for probes that must be refused."""
     return "mailconform-wrong-" + secrets.token_hex(6)
+
+
+#: The user of made-up credentials probes send where a real password must never go (AUTH before TLS);
+#: the capture checks know it, so a decoy is never reported as a credential that crossed in clear.
+DECOY_USER = "mailconform-probe"
+
+
+def decoy_plain_prefix() -> str:
+    """The start every AUTH PLAIN payload of the decoy user has in base64 (``\0user\0…``)."""
+    head = f"\0{DECOY_USER}".encode()
+    return b64encode(head[:len(head) // 3 * 3]).decode()

@@ -3,13 +3,16 @@ read back with tshark, TLS decrypted with the run's key log."""
 
 from mailconform.capture import Capture, any_of
 from mailconform.checks import AFTER_EVERYTHING, NotApplicable, check, expect
+from mailconform.sessions import decoy_plain_prefix
 from mailconform.verdicts import say
 
 STEP = "A1.capture"
 # Display filters in the forms every tshark reads (``a == "x" || a == "y"``, not Wireshark 4's sets).
-#: Frames that carry a credential: POP3 PASS/APOP/AUTH, SMTP AUTH, IMAP LOGIN/AUTHENTICATE.
-CREDENTIALS = (f'{any_of("pop.request.command", "PASS", "APOP", "AUTH")} || smtp.req.command == "AUTH" || '
-               'imap.request.command matches "(?i)^(login|authenticate)$"')
+#: Frames that carry a credential: POP3 PASS/APOP/AUTH, SMTP AUTH, IMAP LOGIN/AUTHENTICATE — not the
+#: made-up credentials of the decoy user, which A2.esmtp sends before TLS on purpose.
+CREDENTIALS = (f'({any_of("pop.request.command", "PASS", "APOP", "AUTH")} || smtp.req.command == "AUTH" || '
+               'imap.request.command matches "(?i)^(login|authenticate)$") && '
+               f'!(smtp.auth.username_password contains "{decoy_plain_prefix()}")')
 #: Frames that carry a message read from the mailbox: POP3 RETR/TOP, IMAP FETCH.
 MAILBOX = f'{any_of("pop.request.command", "RETR", "TOP")} || imap.request.command matches "(?i)^(uid )?fetch$"'
 FIELDS = ["frame.number", "tcp.dstport", "_ws.col.Protocol"]

@@ -2,7 +2,7 @@
 
 import re
 
-from mailconform.checks import check, expect, require
+from mailconform.checks import check, expect, require, say
 from mailconform.probes import ProbeMessage
 
 STEP = "A1.smtp-session"
@@ -64,11 +64,14 @@ def test_mail_from_is_accepted(smtp, target):
        catalogue="SMTP-TXN-HAPPY")
 def test_rcpt_to_the_account_is_accepted(smtp, recipient, target):
     """RFC 5321 §3.3 (RCPT): "If accepted, the SMTP server returns a "250 OK" reply and stores the
-    forward-path."
+    forward-path."  §4.5.1: "Any system that includes an SMTP server supporting mail relaying or
+    delivery MUST support the reserved mailbox "postmaster"" — the recipient when the target
+    names no account address.
     """
     session = smtp.session()
     require(session.mail(target.sender), 250, by="smtp.session.mail-from")
-    expect(session.rcpt(recipient)).code(250, 251)
+    why = "" if target.account and target.account.address else say("postmaster-used")
+    expect(session.rcpt(recipient), "refused", recipient=recipient, sender=target.sender, why=why).code(250, 251)
 
 
 @check("smtp.session.data", step=STEP, rfc="5321#3.3", level="MUST", severity="high", catalogue="SMTP-TXN-HAPPY")

@@ -52,8 +52,8 @@ def _target(**services):
 
 @pytest.mark.parametrize("services, service, blamed", [
     ({"smtp": 25, "submission": 587}, "smtp", "smtp.session.greeting"),
-    ({"smtp": 25, "submission": 587}, "submission", "smtp.session.greeting@submission"),
-    ({"smtps": 465}, "smtps", "smtp.session.greeting@smtps"),
+    ({"smtp": 25, "submission": 587}, "submission", "smtp.esmtp.greeting@submission"),
+    ({"smtps": 465}, "smtps", "smtp.esmtp.greeting@smtps"),
     ({"pop3": 110, "pop3s": 995}, "pop3", "pop3.session.greeting"),
     ({"pop3": 110, "pop3s": 995}, "pop3s", "pop3.session.greeting@pop3s"),
     ({"pop3s": 995}, "pop3s", "pop3.session.greeting"),  # the POP3 checks' service when there is no 110
