@@ -31,16 +31,58 @@ class ProbeMessage:
     def body_lines(self) -> tuple[bytes, ...]:
         return tuple(line.encode() for line in BODY_LINES)
 
-    def as_bytes(self) -> bytes:
-        """The message as it goes into DATA, before dot-stuffing (CRLF line ends)."""
-        headers = (
+    def headers(self, subject: str | None = None) -> tuple[bytes, ...]:
+        """Its header lines; the token is in the Subject and the Message-ID."""
+        return tuple(h.encode() for h in (
             f"From: <{self.sender}>",
             f"To: <{self.recipient}>",
-            f"Subject: mailconform probe {self.token}",
+            f"Subject: {subject or 'mailconform probe'} {self.token}",
             f"Message-ID: <{self.token}@mailconform.example.com>",
             f"Date: {formatdate(localtime=False)}",
-        )
-        return b"\r\n".join([h.encode() for h in headers] + [b""] + list(self.body_lines)) + b"\r\n"
+        ))
+
+    def as_bytes(self) -> bytes:
+        """The message as it goes into DATA, before dot-stuffing (CRLF line ends)."""
+        return b"\r\n".join([*self.headers(), b"", *self.body_lines]) + b"\r\n"
+
+    @property
+    def ehlo_name(self) -> str:
+        """A client name (EHLO) of its own, so the trace field of its connection can be told apart."""
+        return f"{self.token}.mailconform.example.com"
+
+
+@dataclass(frozen=True)
+class SmugglingProbe:
+    """A message whose body ends in an odd end-of-data sequence followed by a whole second SMTP
+    transaction (catalogue §4.3): a server that takes the odd sequence for the end of the message
+    reads that transaction as commands, and stores a second, smuggled message."""
+
+    first: ProbeMessage
+    second: ProbeMessage   # what the smuggled transaction would deliver: its own token
+    end: bytes             # the odd end-of-data candidate, e.g. b"\n.\r\n"
+
+    @classmethod
+    def new(cls, sender: str, recipient: str, end: bytes) -> "SmugglingProbe":
+        return cls(ProbeMessage.new(sender, recipient), ProbeMessage.new(sender, recipient), end)
+
+    def content(self) -> bytes:
+        """The first message: headers and one body line, without a line end (``end`` follows it)."""
+        body = b"mailconform SMTP smuggling probe: what follows must stay in this message's body"
+        return b"\r\n".join([*self.first.headers("mailconform smuggling probe 1"), b"", body])
+
+    def smuggled(self) -> bytes:
+        """The harmless second transaction after ``end``, to the same account, without the final
+        line end (the real end of the message, <CRLF>.<CRLF>, is sent later, and alone)."""
+        lines = (f"MAIL FROM:<{self.second.sender}>".encode(), f"RCPT TO:<{self.second.recipient}>".encode(),
+                 b"DATA", *self.second.headers("mailconform smuggling probe 2 (smuggled)"), b"",
+                 b"this message was smuggled inside another one")
+        return b"\r\n".join(lines)
+
+
+def header_lines(lines: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The header lines of a message given as lines: everything before the first empty line."""
+    lines = tuple(lines)
+    return lines[:lines.index(b"")] if b"" in lines else lines
 
 
 def body_of(lines: tuple[bytes, ...]) -> tuple[bytes, ...]:

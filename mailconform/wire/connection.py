@@ -118,6 +118,14 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
+    @property
+    def local_address(self) -> str | None:
+        """The address this end of the connection has (the source the server sees), if known."""
+        try:
+            return self.sock.getsockname()[0]
+        except (OSError, IndexError, TypeError):
+            return None
+
     def deadline(self, seconds: float | None = None) -> float:
         return time.monotonic() + (self.timeout if seconds is None else seconds)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 from base64 import b64encode
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ MAX_REPLY_LINES = 200
 #: The end of a message is answered after the server has stored (and perhaps filtered) it: RFC 5321
 #: §4.5.3.2.6 gives it 10 minutes; the suite waits this many timeouts, and a slow answer is not a stall.
 END_OF_DATA_PATIENCE = 3
+END_OF_DATA = b"\r\n.\r\n"  # <CRLF>.<CRLF>: the line end of the last line, a lone dot, its line end
+#: Once unasked replies have started to come, listening stops after this many seconds of quiet.
+SETTLE = 0.3
 _LINE = re.compile(rb"^([0-9]{3})([ -].*)?\r?\n$", re.S)
 _CODE = re.compile(r"^[2-5][0-5][0-9]$")  # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
@@ -80,6 +84,37 @@ def parse_reply(lines: list[bytes]) -> SmtpReply:
     if code is None:
         raise MalformedReply("an empty reply")
     return SmtpReply(code, tuple(texts), bare_lf)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What a server sent without being asked, within a listening window (see :meth:`SmtpSession.listen`)."""
+
+    replies: tuple[SmtpReply, ...]  # the complete replies, in order
+    closed: bool                    # the server closed the connection
+    partial: bytes = b""            # bytes after the last complete reply (no reply of their own)
+
+    @property
+    def silent(self) -> bool:
+        return not self.replies and not self.partial and not self.closed
+
+    def __str__(self) -> str:
+        shown = [str(reply) for reply in self.replies] + ([excerpt(self.partial)] if self.partial else [])
+        return " / ".join(shown + (["(connection closed)"] if self.closed else [])) or "(nothing)"
+
+
+def parse_replies(data: bytes) -> tuple[tuple[SmtpReply, ...], bytes]:
+    """Bytes holding whole replies (and perhaps the start of one more) → (the replies, the rest)."""
+    replies, lines = [], []
+    pieces = data.split(b"\n")  # on LF only: a CR alone is no line end
+    for line in [piece + b"\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else []):
+        if not line.endswith(b"\n"):
+            return tuple(replies), b"".join(lines) + line
+        lines.append(line)
+        if not parse_reply_line(line)[1]:
+            replies.append(parse_reply(lines))
+            lines = []
+    return tuple(replies), b"".join(lines)
 
 
 def parse_ehlo_keywords(reply: SmtpReply) -> dict[str, str]:
@@ -145,6 +180,40 @@ class SmtpSession(MailboxCommands, Session):
     def send_message(self, message: bytes) -> SmtpReply:
         """After a 354: send the dot-stuffed message and the end-of-data mark, read the reply."""
         self.connection.send(dot_stuff(message))
+        return self._end_of_data_reply()
+
+    def send_data(self, content: bytes, end: bytes = END_OF_DATA, then: bytes = b"") -> None:
+        """After a 354: send ``content`` exactly as given (no dot-stuffing, no line end added), then
+        ``end`` — the standard <CRLF>.<CRLF> or any other sequence a probe offers as the end of the
+        message — then ``then``, all in one write.  Nothing is read: :meth:`listen` hears what the
+        server makes of it, :meth:`end_data` ends the message for real."""
+        self.connection.send(content + end + then)
+
+    def end_data(self, end: bytes = END_OF_DATA) -> SmtpReply:
+        """Send the end-of-data sequence (after :meth:`send_data`) and read the reply to the message."""
+        self.connection.send(end)
+        return self._end_of_data_reply()
+
+    def listen(self, wait: float, settle: float = SETTLE) -> Heard:
+        """What the server sends unasked within ``wait`` seconds: its complete replies, whether it
+        closed the connection, and any bytes that make no whole reply.  Once something has come,
+        listening stops after ``settle`` seconds of quiet (a reply may be followed by another)."""
+        deadline = time.monotonic() + wait
+        data = b""
+        while not self.connection.closed:
+            remaining = deadline - time.monotonic()
+            if data:
+                remaining = min(remaining, settle)
+            if remaining <= 0:
+                break
+            chunk = self.connection.pending(remaining)
+            if not chunk:
+                break
+            data += chunk
+        replies, partial = parse_replies(data)
+        return Heard(replies, self.connection.closed, partial)
+
+    def _end_of_data_reply(self) -> SmtpReply:
         try:
             return read_reply(self.connection, END_OF_DATA_PATIENCE)
         except ReplyTimeout as slow:
