@@ -98,7 +98,7 @@ def secure(run: TargetRun, session, service: str, hello: bool = True) -> None:
     :class:`TlsRefused` (its reply says whether it was "not now"), a failed handshake TlsFailed."""
     if service in IMPLICIT_TLS:
         return
-    context, name = run.tls_context(), run.target.server_name(run.target.endpoint(service))
+    context, name = run.tls_context(service), run.target.server_name(run.target.endpoint(service))
     if isinstance(session, SmtpSession):
         if hello and (ehlo := session.ehlo()).code != 250:
             raise TlsRefused(ehlo)

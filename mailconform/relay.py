@@ -94,7 +94,7 @@ class RelayProbes:
     """The control round and each trick's round, as one observation of a service."""
 
     source: str = ""                     # the address the probes came from
-    control: Round | None = None
+    control: Round | None = None         # None only when the probes broke before it
     rounds: dict[str, Round] = field(default_factory=dict)
 
 
@@ -140,14 +140,13 @@ def new_victim() -> str:
     return f"mailconform-relay-{secrets.token_hex(4)}"
 
 
-def probe(connect, target: Target, transcript: Transcript, control_recipient: str | None) -> RelayProbes:
+def probe(connect, target: Target, transcript: Transcript, control_recipient: str) -> RelayProbes:
     """Run the control round and every trick, ``ROUNDS_PER_SESSION`` per session on sessions from
     ``connect()`` (a broken session is replaced; the round it broke on keeps the error)."""
     victim = new_victim()
     found = RelayProbes()
-    pending: list[tuple[str | None, RelayTrick]] = list(TRICKS.items())
-    if control_recipient:
-        pending.insert(0, (None, RelayTrick("{F}@{EXT}", control_recipient, "control")))
+    pending: list[tuple[str | None, RelayTrick]] = [(None, RelayTrick("{F}@{EXT}", control_recipient, "control")),
+                                                    *TRICKS.items()]
     while pending:
         ehlo = pending[0][1].ehlo
         batch = [item for item in pending if item[1].ehlo == ehlo][:ROUNDS_PER_SESSION]

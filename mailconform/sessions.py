@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mailconform import messages, relay
 from mailconform.relay import RelayProbes
 from mailconform.observations import GREETED, Handshake, Hello, Pop3Hello, SmtpHello, TlsRefused, secure
-from mailconform.targetrun import Failure, Observed, TargetRun
+from mailconform.targetrun import OPPORTUNISTIC_SERVICE, Failure, Observed, TargetRun
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.verdicts import (
     Blocked, CheckContext, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
@@ -270,10 +270,11 @@ class SmtpFactory(_ServiceFactory):
 
     def relay_probes(self, service: str = "smtp") -> RelayProbes:
         """The open-relay probes of ``service`` (made once per run, in a few sessions): the control
-        round to the account (or postmaster) and each trick of :data:`mailconform.relay.TRICKS`."""
+        round to the account (else postmaster of the domain, else the bare ``postmaster`` every
+        server must accept) and each trick of :data:`mailconform.relay.TRICKS`."""
         self.greeted_hello(service)
         control = self.target.account.address if self.target.account and self.target.account.address else (
-            f"postmaster@{self.target.domain}" if self.target.domain else None)
+            f"postmaster@{self.target.domain}" if self.target.domain else "postmaster")  # RFC 5321 §4.5.1
 
         observed = self.run.shows(self.target_run.observe(
             ("relay", service), f"{service} relay probes",
@@ -287,7 +288,7 @@ class SmtpFactory(_ServiceFactory):
         """A session inside TLS, after EHLO there: STARTTLS on smtp and submission, implicit TLS on
         smtps.  A refused or failed upgrade blocks the check, judged by the STARTTLS check of the
         service and not tried again this run."""
-        self._blocked_by(f"{service}-tls")
+        self.starttls_works(service)
         session = self.session(service, ehlo_name=ehlo_name)
         if service in IMPLICIT_TLS:
             return session
@@ -366,7 +367,9 @@ class SmtpFactory(_ServiceFactory):
         shake = observed.value
         self._greeted_again(service, shake)
         error = shake.error
-        if error is not None and not (isinstance(error, TlsRefused) and upgrade_later(error.reply)):
+        if service == OPPORTUNISTIC_SERVICE and isinstance(error, TlsFailed) and error.unverified:
+            self.target_run.opportunistic = True  # a warning for the certificate; the rest goes on
+        elif error is not None and not (isinstance(error, TlsRefused) and upgrade_later(error.reply)):
             self.target_run.record(f"{service}-tls", Failure(f"{STARTTLS_CHECK}@{service}", str(error)))
         return hello, shake
 
@@ -378,7 +381,7 @@ class SmtpFactory(_ServiceFactory):
         if service in IMPLICIT_TLS:
             return
         _, shake = self.starttls_handshake(service, shown=False)
-        if shake.error is None:
+        if shake.error is None or self.target_run.opportunistic and service == OPPORTUNISTIC_SERVICE:
             return
         self.run.shows(self.target_run.handshake(service))  # what stops this check
         if isinstance(shake.error, TlsRefused) and (later := upgrade_later(shake.error.reply)):
@@ -388,7 +391,8 @@ class SmtpFactory(_ServiceFactory):
     def start_tls(self, session: SmtpSession, service: str) -> None:
         """The TLS handshake on ``session`` after the check's own STARTTLS was answered 220 (the
         run's TLS context, the target's server name); a failure is raised for the check to judge."""
-        session.connection.start_tls(self.target_run.tls_context(), self.target.server_name(self.endpoint(service)))
+        session.connection.start_tls(self.target_run.tls_context(service),
+                                     self.target.server_name(self.endpoint(service)))
 
     def tls_hello(self, service: str = "smtp") -> SmtpHello:
         """The greeting and the EHLO reply inside TLS (observed once per run), for the checks that

@@ -8,7 +8,7 @@ one TLS context, the connection budget, and the observations (:mod:`mailconform.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,8 @@ from mailconform.wire.budget import ConnectionBudget
 from mailconform.wire.tls import client_context
 
 
+#: The service whose TLS is opportunistic (MTA to MTA, RFC 7435): an unverified certificate is a warning there.
+OPPORTUNISTIC_SERVICE = "smtp"
 SESSION_CLASSES = {"smtp": SmtpSession, "submission": SmtpSession, "smtps": SmtpSession,
                    "pop3": Pop3Session, "pop3s": Pop3Session, "imap": ImapSession, "imaps": ImapSession}
 
@@ -65,6 +67,9 @@ class TargetRun:
         self.budget = ConnectionBudget(target.max_connections, target.connections_per_second)
         self._observed: dict[tuple, Observed] = {}
         self._tls_context: ssl.SSLContext | None = None
+        self._opportunistic_context: ssl.SSLContext | None = None
+        #: port 25's certificate did not verify: its later STARTTLS sessions go on without verifying
+        self.opportunistic = False
 
     # ------------------------------------------------------------------ health
 
@@ -93,13 +98,22 @@ class TargetRun:
             source=self.target.source, tls=self.tls_context() if implicit else None,
             server_name=self.target.server_name(endpoint) if implicit else None, budget=self.budget, service=service)
 
-    def tls_context(self) -> ssl.SSLContext:
-        """The target's one client TLS context (trust anchor, verification) for the whole run."""
+    def tls_context(self, service: str | None = None) -> ssl.SSLContext:
+        """The target's client TLS context (trust anchor, verification) for the whole run; for port 25
+        once its certificate was found not to verify, one that does not verify: server-to-server TLS
+        is opportunistic (RFC 7435), and the checks after the certificate's own are not about it."""
+        if service == OPPORTUNISTIC_SERVICE and self.opportunistic:
+            if self._opportunistic_context is None:
+                self._opportunistic_context = self._keylogged(client_context(replace(self.target.tls, verify=False)))
+            return self._opportunistic_context
         if self._tls_context is None:
-            self._tls_context = client_context(self.target.tls)
-            if self.capture is not None and self.capture.error is None:
-                self._tls_context.keylog_filename = str(self.capture.keylog)  # Wireshark decrypts with it
+            self._tls_context = self._keylogged(client_context(self.target.tls))
         return self._tls_context
+
+    def _keylogged(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        if self.capture is not None and self.capture.error is None:
+            context.keylog_filename = str(self.capture.keylog)  # Wireshark decrypts with it
+        return context
 
     # ------------------------------------------------------------------ observations
 

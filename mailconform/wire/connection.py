@@ -246,17 +246,17 @@ class Connection:
             self.sock = context.wrap_socket(self.sock, server_hostname=server_name, do_handshake_on_connect=False)
             _handshake(self.sock, self.deadline())
         except ssl.SSLCertVerificationError as exc:
-            raise self._tls_failed(f"certificate verification failed: {exc.verify_message}")
+            raise self._tls_failed(f"certificate verification failed: {exc.verify_message}", unverified=True)
         except (socket.timeout, TimeoutError):
             raise self._tls_failed(f"no TLS handshake within {self.timeout:g} s")
         except (ssl.SSLError, OSError) as exc:
             raise self._tls_failed(f"TLS handshake failed: {exc}")
         self.transcript.note(f"TLS established: {self.sock.version()} {self.sock.cipher()[0]}")
 
-    def _tls_failed(self, message: str) -> TlsFailed:
+    def _tls_failed(self, message: str, unverified: bool = False) -> TlsFailed:
         self.transcript.note(message)
         self.close()
-        return TlsFailed(message)
+        return TlsFailed(message, unverified)
 
     def ended(self) -> None:
         """The protocol session is over (QUIT accepted) and the server closes: give the budget's

@@ -51,4 +51,9 @@ class EndlessReply(ReplyTooLong):
 
 
 class TlsFailed(WireError):
-    """The TLS handshake failed (including certificate verification)."""
+    """The TLS handshake failed; ``unverified``: it failed only because the server's certificate did not
+    verify (against the trust anchor, for the name) — where TLS is opportunistic that is a warning."""
+
+    def __init__(self, message: str, unverified: bool = False):
+        self.unverified = unverified
+        super().__init__(message)
