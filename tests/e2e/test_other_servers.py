@@ -57,10 +57,14 @@ EXPECTED: dict[str, dict[str, str]] = {
         # never cross a cleartext channel unless the target says allow_cleartext_auth = true").
         **dict.fromkeys(("pop3.session.login", "pop3.session.stat", "pop3.session.list", "pop3.session.retr",
                          "pop3.session.bad-password"), "inconclusive"),
+        # no login and no read was ever attempted: the capture has nothing to show either way
+        "capture.cleartext.credentials": "not_applicable",
+        "capture.cleartext.mailbox": "not_applicable",
     },
     "other-unknown-account": {
         **dict.fromkeys(A1_CHECKS, "pass"),
         "capture.cleartext.credentials": "warn",  # its PASS crossed in cleartext (and was refused)
+        "capture.cleartext.mailbox": "not_applicable",  # refused at login and at RCPT: nothing was ever read
         # aiosmtpd answers "550 <bob@other.test>: Recipient address rejected": the lab requirement
         # "RCPT TO the account's address gets 250" is not met (RFC 5321 §3.3: "If accepted, the
         # SMTP server returns a "250 OK" reply"; a 550 is the server refusing the mailbox).  The server
@@ -113,8 +117,8 @@ def other_run(other_host, tmp_path_factory) -> SuiteRun:
         _target_table("other-unknown-account", other_host, f"bob@{other_host.domain}", f"bob@{other_host.domain}",
                       cleartext=True, intrusive=True),
     )))
-    return run_suite(directory / "reports", list(EXPECTED), targets_file, f"--capture-dir={directory / 'capture'}",
-                     timeout=120)
+    return run_suite(directory / "reports", list(EXPECTED), targets_file, "--step", "A1",
+                     f"--capture-dir={directory / 'capture'}", timeout=120)
 
 
 def _target_table(name: str, host, user: str, address: str, *, cleartext: bool, intrusive: bool) -> str:
@@ -196,3 +200,37 @@ def test_the_servers_listen_on_their_loopback_address_only(other_host):
     for service, port in ports.items():
         assert other_host.host in listening.get(port, set()), f"{service}: nothing on {other_host.host}:{port}"
         assert "0.0.0.0" not in listening[port], f"{service}: something listens on 0.0.0.0:{port}"
+
+
+# --------------------------------------------------------------------------- A2 on software that is not ours
+
+#: aiosmtpd as the lab's MX, A2 verdicts: it accepts mail only for its mailboxes (no relay), offers
+#: no STARTTLS and no AUTH, announces SIZE and enforces it at MAIL, answers VRFY 252 for anyone.
+A2_STEPS = ("A2.open-relay", "A2.esmtp", "A2.starttls")
+A2_EXPECTED_NOT_PASSING = {
+    "smtp.esmtp.starttls-offered@smtp": "fail",      # the lab asks for STARTTLS on 25
+    "smtp.starttls.handshake@smtp": "fail",          # "port 25 … does not offer STARTTLS"
+    "smtp.esmtp.enhanced-status-codes": "warn",      # aiosmtpd does not announce ENHANCEDSTATUSCODES
+    "smtp.esmtp.extensions": "warn",                 # nor PIPELINING
+}
+
+
+@pytest.fixture(scope="module")
+def other_a2_run(other_host, tmp_path_factory) -> SuiteRun:
+    directory = tmp_path_factory.mktemp("other-a2-run")
+    targets_file = directory / "targets.toml"
+    targets_file.write_text(_target_table("other", other_host, other_host.login, other_host.address,
+                                          cleartext=True, intrusive=True))
+    return run_suite(directory / "reports", ["other"], targets_file, *(f"--step={step}" for step in A2_STEPS),
+                     timeout=120)
+
+
+def test_a2_verdicts_on_a_real_mta_that_is_not_postfix(other_a2_run):
+    outcomes = other_a2_run.outcomes("other")
+    assert set(outcomes) == {row for step in A2_STEPS for row in listed_checks(step)}, other_a2_run.output[-3000:]
+    not_passing = {check: outcome for check, outcome in outcomes.items() if outcome not in ("pass", "not_applicable")}
+    blocked = {check for check, outcome in not_passing.items() if outcome == "blocked"}
+    assert {c: o for c, o in not_passing.items() if c not in blocked} == A2_EXPECTED_NOT_PASSING, not_passing
+    assert all(check.startswith("smtp.starttls.") and check.endswith("@smtp") for check in blocked), blocked
+    assert outcomes["smtp.relay.local-delivery"] == "pass"
+    assert {o for c, o in outcomes.items() if c.startswith("smtp.relay.refused[")} == {"pass"}

@@ -44,9 +44,9 @@ def class_runs(tmp_path_factory):
             names = [f"student{i}" for i in range(1, 4)]
             targets_file.write_text("\n".join([_table(n, t) for n, t in zip(names, twins)]
                                               + [_table("dead", (dead_smtp.port, dead_pop3.port))]))
-            serial = run_suite(directory / "serial", [*names, "dead"], targets_file)
+            serial = run_suite(directory / "serial", [*names, "dead"], targets_file, "--step", "A1")
             peaks_serial = [t.peak_connections for t in twins]
-            parallel = run_suite(directory / "parallel", [*names, "dead"], targets_file, "-n", "4")
+            parallel = run_suite(directory / "parallel", [*names, "dead"], targets_file, "--step", "A1", "-n", "4")
             peaks_parallel = [t.peak_connections for t in twins]
             yield serial, parallel, peaks_serial, peaks_parallel, (dead_smtp.port, dead_pop3.port)
         finally:
@@ -81,5 +81,5 @@ def test_every_a1_check_fits_a_budget_of_one_connection(tmp_path):
     with MailTwin(accounts={"alice": PASSWORD}) as twin:
         targets_file = tmp_path / "targets.toml"
         targets_file.write_text(_table("tight", twin, max_connections=1))
-        run = run_suite(tmp_path / "reports", ["tight"], targets_file)
+        run = run_suite(tmp_path / "reports", ["tight"], targets_file, "--step", "A1")
     assert set(run.outcomes("tight").values()) == {"pass", "not_applicable"}, run.output[-3000:]
