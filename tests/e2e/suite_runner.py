@@ -74,3 +74,15 @@ def everything_written(run: SuiteRun) -> str:
         if path.is_file():
             texts.append(path.read_text(errors="replace"))
     return "\n".join(texts)
+
+
+def twin_table(name: str, twin, password: str, *, cleartext_auth: bool = False) -> str:
+    """A targets.toml table for a STARTTLS-capable mail twin: its smtp port doubles as submission
+    (STARTTLS, then AUTH inside TLS), smtps is its implicit-TLS port, its CA is the trust anchor."""
+    return (f'[targets.{name}]\nhost = "{twin.host}"\ndomain = "twin.test"\nintrusive = true\n'
+            f'allow_cleartext_auth = {str(cleartext_auth).lower()}\ntimeout = 2\ndelivery_wait = 1\n'
+            f'connections_per_second = 1000\n'
+            f'[targets.{name}.services]\nsmtp = {twin.smtp_port}\nsubmission = {twin.smtp_port}\n'
+            f'smtps = {twin.smtps_port}\npop3 = {twin.pop3_port}\n'
+            f'[targets.{name}.tls]\nca_file = "{twin.ca_file}"\nserver_name = "{twin.server_name}"\n'
+            f'[targets.{name}.account]\nuser = "alice"\npassword = "{password}"\naddress = "alice@twin.test"\n')

@@ -15,7 +15,7 @@ from fixtures import reference
 from fixtures.twins import MailTwin
 from mailconform.wire import Pop3Session, Transcript
 from mailconform.wire.tls import client_context
-from suite_runner import run_suite
+from suite_runner import run_suite, twin_table
 from test_reference import REFERENCE
 from test_reference_variants import SUITE_SOURCE, targets_table
 
@@ -134,16 +134,6 @@ def test_the_probe_messages_are_removed(runs):
 
 # --------------------------------------------------------------------------- the scripted twin
 
-def _twin_table(name: str, twin: MailTwin) -> str:
-    """The twin's smtp port doubles as submission (it offers STARTTLS, then AUTH inside TLS)."""
-    return (f'[targets.{name}]\nhost = "{twin.host}"\ndomain = "twin.test"\nintrusive = true\n'
-            f'allow_cleartext_auth = true\ntimeout = 2\ndelivery_wait = 1\nconnections_per_second = 1000\n'
-            f'[targets.{name}.services]\nsmtp = {twin.smtp_port}\nsubmission = {twin.smtp_port}\n'
-            f'smtps = {twin.smtps_port}\npop3 = {twin.pop3_port}\n'
-            f'[targets.{name}.tls]\nca_file = "{twin.ca_file}"\nserver_name = "{twin.server_name}"\n'
-            f'[targets.{name}.account]\nuser = "alice"\npassword = "alice-pw"\naddress = "alice@twin.test"\n')
-
-
 def test_on_the_mail_twin(tmp_path):
     """A server that is not Postfix: the healthy twin (strict CRLF lines, "Received: from <EHLO
     name> by … with ESMTPSA") passes both steps; with received-no-esmtps it writes ESMTP / ESMTPA
@@ -153,7 +143,7 @@ def test_on_the_mail_twin(tmp_path):
         twin.start()
     try:
         targets_file = tmp_path / "targets.toml"
-        targets_file.write_text("\n".join(_twin_table(name, twin) for name, twin in twins.items()))
+        targets_file.write_text("\n".join(twin_table(name, twin, "alice-pw", cleartext_auth=True) for name, twin in twins.items()))
         run = run_suite(tmp_path / "received", list(twins), targets_file, "--step", "A2.rfc3848")
         smuggling = run_suite(tmp_path / "smuggling", ["twin-healthy"], targets_file, "--step", "A2.smuggling")
     finally:

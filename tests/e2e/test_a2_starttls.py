@@ -16,7 +16,7 @@ from fixtures.twins.tls import twin_pki
 from mailconform.targets import load_targets
 from mailconform.wire import Pop3Session, Transcript
 from mailconform.wire.tls import client_context
-from suite_runner import REPO, listed_checks, run_suite
+from suite_runner import REPO, listed_checks, run_suite, twin_table
 
 STEP = "A2.starttls"
 SUITE_SOURCE = "127.0.0.1"  # untrusted by every instance
@@ -217,15 +217,6 @@ TWIN_FAULTS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-def _twin_table(name: str, twin: MailTwin) -> str:
-    return (f'[targets.{name}]\nhost = "{twin.host}"\ndomain = "twin.test"\nintrusive = true\n'
-            f'allow_cleartext_auth = false\ntimeout = 2\ndelivery_wait = 1\nconnections_per_second = 1000\n'
-            f'[targets.{name}.services]\nsmtp = {twin.smtp_port}\nsubmission = {twin.smtp_port}\n'
-            f'smtps = {twin.smtps_port}\npop3 = {twin.pop3_port}\n'
-            f'[targets.{name}.tls]\nca_file = "{twin.ca_file}"\nserver_name = "{twin.server_name}"\n'
-            f'[targets.{name}.account]\nuser = "alice"\npassword = "{TWIN_PASSWORD}"\naddress = "alice@twin.test"\n')
-
-
 @pytest.fixture(scope="module")
 def twins_run(tmp_path_factory):
     twins = {"healthy": MailTwin(accounts={"alice": TWIN_PASSWORD})}
@@ -235,7 +226,7 @@ def twins_run(tmp_path_factory):
     try:
         directory = tmp_path_factory.mktemp("a2-starttls-twins")
         targets_file = directory / "targets.toml"
-        targets_file.write_text("\n".join(_twin_table(name, twin) for name, twin in twins.items()))
+        targets_file.write_text("\n".join(twin_table(name, twin, TWIN_PASSWORD) for name, twin in twins.items()))
         yield run_suite(directory / "reports", list(twins), targets_file, "--step", STEP)
     finally:
         for twin in twins.values():

@@ -54,19 +54,6 @@ class Client:
         return lines
 
 
-@pytest.fixture
-def twin_factory():
-    twins = []
-
-    def start(*faults, **kwargs):
-        twin = MailTwin(faults=faults, **kwargs)
-        twin.start()
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.stop()
 
 
 def smtp_session(twin):

@@ -105,19 +105,6 @@ class Client:
         self.sock.close()
 
 
-@pytest.fixture
-def twin_factory():
-    twins = []
-
-    def start(*faults, **kwargs):
-        twin = MailTwin(faults=faults, **kwargs)
-        twin.start()
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.stop()
 
 
 def greeted(twin, implicit=False):
