@@ -86,3 +86,20 @@ def twin_table(name: str, twin, password: str, *, cleartext_auth: bool = False) 
             f'smtps = {twin.smtps_port}\npop3 = {twin.pop3_port}\n'
             f'[targets.{name}.tls]\nca_file = "{twin.ca_file}"\nserver_name = "{twin.server_name}"\n'
             f'[targets.{name}.account]\nuser = "alice"\npassword = "{password}"\naddress = "alice@twin.test"\n')
+
+
+def mailbox_size(address: str) -> int:
+    """How many messages alice has on the reference instance at ``address`` (POP3 inside STLS, as the
+    suite logs in): a self-test compares it before and after a run to prove probes are cleaned up."""
+    from mailconform.targets import load_targets
+    from mailconform.wire import Pop3Session, Transcript
+    from mailconform.wire.tls import client_context
+
+    reference = load_targets(REPO / "targets.toml")["reference"]
+    session = Pop3Session.connect(address, 110, timeout=5, transcript=Transcript("self-test"), source=reference.source)
+    try:
+        session.stls(client_context(reference.tls), reference.tls.server_name)
+        assert session.login(reference.account.user, reference.account.password).ok
+        return len(session.message_numbers())
+    finally:
+        session.finish()

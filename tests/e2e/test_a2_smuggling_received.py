@@ -13,11 +13,8 @@ import pytest
 
 from fixtures import reference
 from fixtures.twins import MailTwin
-from mailconform.wire import Pop3Session, Transcript
-from mailconform.wire.tls import client_context
-from suite_runner import run_suite, twin_table
-from test_reference import REFERENCE
-from test_reference_variants import SUITE_SOURCE, targets_table
+from suite_runner import mailbox_size, run_suite, twin_table
+from test_reference_variants import targets_table
 
 from suites.smtp.test_received import ROUTES
 from suites.smtp.test_smuggling import END_OF_DATA_VARIANTS
@@ -63,17 +60,6 @@ def runs(reference_server, reference_variant, tmp_path_factory):
     }
     runs["left"] = {target: mailbox_size(address) - before[target] for target, (_, address, _) in VARIANTS.items()}
     return runs
-
-
-def mailbox_size(address: str) -> int:
-    """How many messages alice has on the instance at ``address`` (POP3 inside STLS, as the suite)."""
-    session = Pop3Session.connect(address, 110, timeout=5, transcript=Transcript("self-test"), source=SUITE_SOURCE)
-    try:
-        session.stls(client_context(REFERENCE.tls), REFERENCE.tls.server_name)
-        assert session.login(REFERENCE.account.user, REFERENCE.account.password).ok
-        return len(session.message_numbers())
-    finally:
-        session.finish()
 
 
 def test_the_reference_passes_every_received_row(runs):

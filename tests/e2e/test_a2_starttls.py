@@ -14,9 +14,7 @@ from fixtures import reference
 from fixtures.twins import MailTwin
 from fixtures.twins.tls import twin_pki
 from mailconform.targets import load_targets
-from mailconform.wire import Pop3Session, Transcript
-from mailconform.wire.tls import client_context
-from suite_runner import REPO, listed_checks, run_suite, twin_table
+from suite_runner import REPO, listed_checks, mailbox_size, run_suite, twin_table
 
 STEP = "A2.starttls"
 SUITE_SOURCE = "127.0.0.1"  # untrusted by every instance
@@ -59,9 +57,9 @@ def test_the_step_declares_the_rows_other_code_relies_on():
 
 @pytest.fixture(scope="module")
 def reference_run(reference_server, tmp_path_factory):
-    before = _messages_in_alices_mailbox()
+    before = mailbox_size(REFERENCE.host)
     run = run_suite(tmp_path_factory.mktemp("a2-starttls"), ["reference"], None, "--step", STEP)
-    run.mailbox_change = _messages_in_alices_mailbox() - before
+    run.mailbox_change = mailbox_size(REFERENCE.host) - before
     return run
 
 
@@ -84,18 +82,6 @@ def test_the_reference_password_is_never_written(reference_run):
 
 
 REFERENCE = load_targets(REPO / "targets.toml")["reference"]
-
-
-def _messages_in_alices_mailbox() -> int:
-    endpoint = REFERENCE.endpoint("pop3")
-    session = Pop3Session.connect(endpoint.host, endpoint.port, timeout=5, transcript=Transcript("self-test"),
-                                  source=REFERENCE.source)
-    try:
-        session.stls(client_context(REFERENCE.tls), REFERENCE.tls.server_name)
-        assert session.login(REFERENCE.account.user, REFERENCE.account.password).ok
-        return len(session.message_numbers())
-    finally:
-        session.finish()
 
 
 # --------------------------------------------------------------------------- reference variants
