@@ -178,7 +178,7 @@ def test_an_error_loading_the_targets_that_no_check_foresaw_is_a_usage_error(cla
     monkeypatch.setattr("mailconform.targets.parse_targets_file", parse_badly)
     result = run(class_dir, "--target", "clase")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stderr.str()
-    result.stderr.fnmatch_lines([f"ERROR: *targets.toml: 1 problem(s):", f"  - {error}"])
+    result.stderr.fnmatch_lines(["ERROR: *targets.toml: 1 problem(s):", f"  - {error}"])
 
 
 def test_an_error_outside_the_targets_file_is_still_a_usage_error(class_dir, monkeypatch):
