@@ -24,9 +24,9 @@ END_OF_DATA_VARIANTS = {
 #: sequence for the end of the message answers at once (250, then 250 250 354 for the smuggled
 #: commands); one that did not stays silent inside DATA.  A server slower than this (a milter at
 #: the end of the message) is still caught: it then answers the real end more than once.
-LISTEN = 0.3
+LISTEN = 0.2
 #: Seconds to listen after the real end of the message for replies beyond its one 250.
-AFTER_END = 0.2
+AFTER_END = 0.1
 _NAMES = {0x0D: "<CR>", 0x0A: "<LF>", 0x00: "<NUL>"}
 
 

@@ -11,7 +11,7 @@ from mailconform.wire import TlsFailed, WireError
 STEP = "A2.starttls"
 #: Refusals: every 4xx and 5xx but 421 (service closing: "not now", retried, never a verdict).
 REFUSALS = tuple(code for code in range(400, 600) if code != 421)
-INJECTION_WAIT = 0.5  # seconds to listen inside TLS for a reply nobody asked for (the injected NOOP's)
+INJECTION_WAIT = 0.3  # seconds to listen inside TLS for a reply nobody asked for (the injected NOOP's)
 LATE_WAIT = 0.1       # after EHLO: a reply left over means the injected one came first, late
 
 
