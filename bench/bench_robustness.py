@@ -3,7 +3,7 @@ wall seconds, peak memory of the largest process, connections opened.
 
     python bench/bench_robustness.py [--timeout 3] [--class-size 30] [--workers 8]
 
-Scenarios: the reference (real Postfix + Dovecot); a dead host (nothing answers); a stalled host
+Scenarios: the reference (real Postfix + Dovecot), whole and one lab step at a time; a dead host (nothing answers); a stalled host
 (greets, then silence); hostile servers that stream without end (a 10 000-line EHLO, a 100 000-
 message LIST, an endless POP3 body); a class of scripted servers, serially and with -n.  Prints
 numbers, never judges them.  Loopback only; takes about a minute on a 2-core machine.
@@ -26,6 +26,8 @@ from fixtures import reference  # noqa: E402
 from fixtures.twins import Blackhole, MailTwin  # noqa: E402
 from fixtures.zoo import ZooServer  # noqa: E402
 
+#: The lab steps timed one by one on the reference (the pytest start-up is in each figure).
+LAB_STEPS = ("A1", "A2.open-relay", "A2.esmtp", "A2.starttls", "A2.rfc3848", "A2.smuggling")
 HOSTILE = ("greeting-then-silence", "huge-hello", "huge-list", "endless-body")
 #: What the hostile targets wait for a probe message to show up: it goes to a healthy twin's
 #: mailbox, which the hostile POP3 never shows, so each look until then is part of the cost.
@@ -69,6 +71,9 @@ def main() -> None:
     allure = work / "allure"
     seconds, peak = measured_run(["reference"], extra=(f"--alluredir={allure}",))
     print(f"reference, whole suite: {seconds:.2f} s, peak {peak:.0f} MB, {connections_in(allure)} connections")
+    for step in LAB_STEPS:  # what each lab step adds to a run (start-up included: compare with the empty run)
+        seconds, _ = measured_run(["reference"], extra=("--step", step))
+        print(f"  {step:24} {seconds:6.2f} s")
 
     print(f"\nper target, timeout {args.timeout:g} s (2 services: smtp, pop3):")
     with Blackhole() as smtp, Blackhole() as pop3:
