@@ -23,7 +23,7 @@ from mailconform.grading import DEFAULT_RUBRIC, EXIT_NOT_JUDGED, Rubric, RubricE
 from mailconform.capture import Capture
 from mailconform.mailbox import Mailbox
 from mailconform.scheduling import Shard, target_of
-from mailconform.sessions import CheckRun, Pop3Factory, SmtpFactory
+from mailconform.sessions import CheckRun, ImapFactory, Pop3Factory, SmtpFactory
 from mailconform.targetrun import Failure, TargetRun
 from mailconform.targets import (
     Target, TargetsError, load_targets, load_targets_file, resolve_targets, target_table, unforeseen,
@@ -366,6 +366,12 @@ def smtp(check_run: CheckRun) -> SmtpFactory:
 def pop3(check_run: CheckRun) -> Pop3Factory:
     """POP3 sessions to the target: ``pop3.hello()``, ``pop3.session()``, ``pop3.logged_in()``…"""
     return Pop3Factory(check_run)
+
+
+@pytest.fixture
+def imap(check_run: CheckRun) -> ImapFactory:
+    """IMAP sessions to the target: ``imap.hello()``, ``imap.tls_hello()``, ``imap.secured()``, ``imap.logged_in()``…"""
+    return ImapFactory(check_run)
 
 
 @pytest.fixture

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 
 from mailconform import messages, relay
 from mailconform.relay import RelayProbes
-from mailconform.observations import GREETED, Handshake, Hello, Pop3Hello, SmtpHello, TlsRefused, secure
+from mailconform.observations import (
+    GREETED, Handshake, Hello, ImapHello, Pop3Hello, SmtpHello, TlsRefused, secure,
+)
 from mailconform.targetrun import OPPORTUNISTIC_SERVICE, Failure, Observed, TargetRun
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
 from mailconform.verdicts import (
     Blocked, CheckContext, Inconclusive, NotApplicable, TemporaryRefusal, require, temporary_reason,
 )
 from mailconform.wire import (
-    ConnectFailed, ConnectionClosed, Pop3Reply, Pop3Session, ReplyTimeout, SmtpReply, SmtpSession, TlsFailed,
+    ConnectFailed, ConnectionClosed, ImapResponse, ImapSession, Pop3Reply, Pop3Session, ReplyTimeout, SmtpReply, SmtpSession, TlsFailed,
     Transcript,
 )
 from mailconform.wire import WireError
@@ -45,12 +47,15 @@ def pop3_greeting_service(target: Target) -> str | None:
 #: the others, the greeting check judges that the server goes on answering after its greeting.
 HELLO_CHECKS = {"smtp": "smtp.session.ehlo"}
 #: Services whose greeting and EHLO one check of their own judges (lab step A2, not A1's session).
-OWN_GREETING_CHECKS = {"submission": "smtp.esmtp.greeting@submission", "smtps": "smtp.esmtp.greeting@smtps"}
+OWN_GREETING_CHECKS = {"submission": "smtp.esmtp.greeting@submission", "smtps": "smtp.esmtp.greeting@smtps",
+                       "imaps": "imap.imaps.implicit-tls"}
 STARTTLS_CHECK = "smtp.starttls.handshake"     # @smtp, @submission: judges a refused or failed STARTTLS
 SMTP_AUTH_CHECK = "smtp.submission.auth"       # @submission, @smtps: judges the account's AUTH PLAIN
 IMPLICIT_TLS_CHECK = "smtp.smtps.implicit-tls"  # judges the handshake a client starts on connecting to smtps
 #: Who judges a failed handshake on an implicit-TLS service (not its greeting check: nothing was said).
-IMPLICIT_TLS_JUDGES = {"smtps": IMPLICIT_TLS_CHECK}
+POP3_STLS_CHECK = "pop3.stls.handshake"       # judges a refused or failed STLS on pop3 (A3.stls)
+POP3S_CHECK = "pop3.pop3s.implicit-tls"       # judges the handshake on pop3s (A3.pop3s)
+IMPLICIT_TLS_JUDGES = {"smtps": IMPLICIT_TLS_CHECK, "pop3s": POP3S_CHECK}
 TLS_NOT_AVAILABLE = 454  # RFC 3207 §4 "TLS not available due to temporary reason": the STARTTLS check fails it
 CLEARTEXT_WAIT = 2.0     # seconds an implicit-TLS port whose handshake failed is given to greet in clear
 
@@ -506,7 +511,7 @@ class Pop3Factory(_ServiceFactory):
         (a temporary refusal such as ``[IN-USE]`` is not)."""
         user, password = self.credentials()
         failure = self.target_run.failure("pop3-login")
-        if failure is not None:
+        if failure is not None and self.run.row_id != POP3_LOGIN_CHECK:  # the login check judges it again
             raise Blocked(failure.cause, failure.reason)
         session = self.login_channel()
         try:
@@ -537,6 +542,90 @@ class Pop3Factory(_ServiceFactory):
         self.target_run.spend_failed_login()
         return fake_password()
 
+    # ------------------------------------------------------------------ STLS and POP3S (A3)
+
+    def stls_handshake(self, shown: bool = True) -> Handshake:
+        """The STLS handshake on pop3 (observed once per run), for the check that judges it
+        (``POP3_STLS_CHECK``); a refusal other than "not now" or a failed handshake is remembered,
+        and every check that needs STLS is then blocked by that check."""
+        self._usable("pop3", self.target_run.pop3_hello)
+        observed = self.target_run.handshake("pop3")
+        if shown:
+            self.run.shows(observed)
+        if observed.error is not None:
+            raise observed.error
+        shake = observed.value
+        if shake.answer is None and shake.error is None:
+            raise Blocked(greeting_check(self.target, "pop3"), messages.core("greeting-was", greeting=shake.greeting))
+        error = shake.error
+        if error is not None and not (isinstance(error, TlsRefused) and temporary_reason(error.reply)):
+            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(error)))
+        return shake
+
+    def stls_works(self) -> None:
+        """Blocked by the STLS check when STLS was refused or failed this run; "not now" for a
+        temporary refusal."""
+        self._blocked_by("pop3-tls")
+        shake = self.stls_handshake(shown=False)
+        if shake.error is None:
+            return
+        self.run.shows(self.target_run.handshake("pop3"))
+        if isinstance(shake.error, TlsRefused) and (later := temporary_reason(shake.error.reply)):
+            raise TemporaryRefusal(later)
+        self._blocked_by("pop3-tls")
+
+    def pop3s_works(self) -> None:
+        """Blocked by the POP3S check when pop3s does not greet inside TLS this run."""
+        self.endpoint("pop3s")
+        try:
+            self.hello("pop3s")
+        except WireError as error:
+            raise Blocked(POP3S_CHECK, str(error)) from None
+
+    def secured(self, service: str = "pop3") -> Pop3Session:
+        """A greeted session inside TLS: STLS on pop3, implicit TLS on pop3s; a refused or failed
+        upgrade blocks the check (judged by the STLS or POP3S check)."""
+        if service == "pop3s":
+            self.pop3s_works()
+            return self.session("pop3s")
+        self.stls_works()
+        session = self.session("pop3")
+        try:
+            secure(self.target_run, session, "pop3")
+        except TlsRefused as refused:
+            if (later := temporary_reason(refused.reply)) is not None:
+                raise TemporaryRefusal(later) from None
+            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(refused)))
+            raise Blocked(POP3_STLS_CHECK, str(refused)) from None
+        except WireError as error:
+            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(error)))
+            raise Blocked(POP3_STLS_CHECK, str(error)) from None
+        return session
+
+    def start_tls(self, session: Pop3Session) -> None:
+        """The handshake on ``session`` after the check's own STLS was answered +OK; a failure is
+        raised for the check to judge."""
+        session.connection.start_tls(self.target_run.tls_context("pop3"),
+                                     self.target.server_name(self.endpoint("pop3")))
+
+    def tls_hello(self, service: str = "pop3") -> Pop3Hello:
+        """The greeting and CAPA inside TLS (observed once per run): after STLS on pop3, on pop3s
+        from the first byte; blocked by the STLS or POP3S check when TLS does not work."""
+        if service == "pop3s":
+            self.pop3s_works()
+            return self.hello("pop3s")
+        self.stls_works()
+        observed = self.run.shows(self.target_run.pop3_hello("pop3", tls=True))
+        if observed.error is not None:
+            raise observed.error
+        hello = observed.value
+        if isinstance(hello.error, TlsFailed):
+            if isinstance(hello.error, TlsRefused) and (later := temporary_reason(hello.error.reply)):
+                raise TemporaryRefusal(later)
+            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(hello.error)))
+            raise Blocked(POP3_STLS_CHECK, str(hello.error))
+        return hello
+
     def login_works(self) -> None:
         """Blocked when the account's own login failed this run: a check of refused logins (a wrong
         password) says nothing about a server that refuses every login, or garbles the answer."""
@@ -545,9 +634,143 @@ class Pop3Factory(_ServiceFactory):
             raise Blocked(failure.cause, failure.reason)
 
 
+IMAP_STARTTLS_CHECK = "imap.starttls.handshake"  # judges a refused or failed STARTTLS on imap (143)
+IMAP_LOGIN_CHECK = "imap.login.account"          # @imap, @imaps: judges the account's LOGIN inside TLS
+
+
+class ImapFactory(_ServiceFactory):
+    """IMAP sessions: the greeting and CAPABILITY observations (before and inside TLS), the
+    STARTTLS handshake, greeted sessions, secured sessions and logged-in sessions."""
+
+    def hello(self, service: str = "imap") -> ImapHello:
+        """The greeting and CAPABILITY (observed once per run); a wire error is the caller's to judge."""
+        return self._hello(service, self.target_run.imap_hello)
+
+    def greeted_hello(self, service: str = "imap") -> ImapHello:
+        """The greeting observation, blocked by the greeting check unless it was ``* OK``."""
+        hello = self._usable(service, self.target_run.imap_hello)
+        self.run.shows(self.target_run.imap_hello(service))
+        return hello
+
+    def session(self, service: str = "imap") -> ImapSession:
+        """A new greeted session (nothing sent yet)."""
+        self.greeted_hello(service)
+        return self._open(service)
+
+    def starttls_handshake(self, shown: bool = True) -> tuple[ImapHello, Handshake]:
+        """CAPABILITY before TLS and the STARTTLS handshake on imap (each observed once per run), for
+        the STARTTLS check; a refusal or failed handshake blocks every check that needs TLS on imap."""
+        hello = self.greeted_hello("imap")
+        observed = self.target_run.handshake("imap")
+        if shown:
+            self.run.shows(observed)
+        if observed.error is not None:
+            raise observed.error
+        shake = observed.value
+        self._greeted_again("imap", shake)
+        if shake.error is not None and not (isinstance(shake.error, TlsRefused)
+                                            and temporary_reason(shake.error.reply) is not None):
+            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(shake.error)))
+        return hello, shake
+
+    def starttls_works(self) -> None:
+        """Blocked by the STARTTLS check when the upgrade on imap was refused or failed this run."""
+        self._blocked_by("imap-tls")
+        _, shake = self.starttls_handshake(shown=False)
+        if shake.error is None:
+            return
+        self.run.shows(self.target_run.handshake("imap"))
+        if isinstance(shake.error, TlsRefused) and (later := temporary_reason(shake.error.reply)):
+            raise TemporaryRefusal(later)
+        self._blocked_by("imap-tls")
+
+    def _greeted_again(self, service: str, hello: Hello) -> None:
+        """An observation made on a new connection met a greeting that was not ``* OK`` this time."""
+        if hello.answer is None and hello.error is None:
+            if (temporary := temporary_reason(hello.greeting)) is not None:
+                raise TemporaryRefusal(temporary)
+            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=hello.greeting))
+
+    def start_tls(self, session: ImapSession) -> None:
+        """The handshake on ``session`` after the check's own STARTTLS was answered OK."""
+        session.connection.start_tls(self.target_run.tls_context("imap"),
+                                     self.target.server_name(self.endpoint("imap")))
+
+    def tls_hello(self) -> ImapHello:
+        """The greeting and CAPABILITY inside TLS on imap (observed once per run)."""
+        self.starttls_works()
+        observed = self.run.shows(self.target_run.imap_hello("imap", tls=True))
+        if observed.error is not None:
+            raise observed.error
+        hello = observed.value
+        self._greeted_again("imap", hello)
+        if isinstance(hello.error, TlsFailed):
+            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(hello.error)))
+            raise Blocked(IMAP_STARTTLS_CHECK, str(hello.error))
+        return hello
+
+    def secured(self, service: str = "imap") -> ImapSession:
+        """A session inside TLS: STARTTLS on imap, implicit TLS on imaps."""
+        if service in IMPLICIT_TLS:
+            return self.session(service)
+        self.starttls_works()
+        session = self.session("imap")
+        try:
+            secure(self.target_run, session, "imap")
+        except WireError as error:
+            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(error)))
+            raise Blocked(IMAP_STARTTLS_CHECK, str(error)) from None
+        return session
+
+    def login_service(self) -> str:
+        """Where a logged-in session is opened: imap (STARTTLS), else imaps."""
+        service = next((s for s in ("imap", "imaps") if self.target.endpoint(s)), None)
+        if service is None:
+            raise NotApplicable(messages.core("no-service", target=self.target.name, service="imap"))
+        return service
+
+    def try_login(self, service: str = "imap") -> tuple[ImapSession, ImapResponse]:
+        """LOGIN with the account inside TLS; a refusal (or a broken session) is remembered, so later
+        logins on ``service`` are blocked by the login check, not retried."""
+        user, password = self.account_credentials()
+        judge = f"{IMAP_LOGIN_CHECK}@{service}"
+        if judge != self.run.row_id:
+            self._blocked_by(f"{service}-login")
+        session = self.secured(service)
+        try:
+            response = session.login(user, password)
+        except WireError as error:
+            self.target_run.record(f"{service}-login", Failure(judge, str(error)))
+            raise
+        if not response.ok and temporary_reason(response) is None:
+            self.target_run.record(f"{service}-login",
+                                   Failure(judge, messages.core("server-answered", reply=response)))
+        return session, response
+
+    def logged_in(self, service: str | None = None) -> ImapSession:
+        """A logged-in session inside TLS; a refused login blocks the check (the login check judges it)."""
+        service = service or self.login_service()
+        judge = f"{IMAP_LOGIN_CHECK}@{service}"
+        try:
+            session, response = self.try_login(service)
+        except WireError as error:
+            raise Blocked(judge, str(error)) from None
+        require(response, by=judge)
+        return session
+
+    def wrong_password(self) -> str:
+        """A fake password for one deliberate failed login, within the target's budget of them."""
+        self.target_run.spend_failed_login()
+        return fake_password()
+
+
+#: How every fake password starts: the capture check knows a PASS of one is a probe's, not a login.
+FAKE_PASSWORD_PREFIX = "mailconform-wrong-"
+
+
 def fake_password() -> str:
     """A password no account has, for probes that must be refused."""
-    return "mailconform-wrong-" + secrets.token_hex(6)
+    return FAKE_PASSWORD_PREFIX + secrets.token_hex(6)
 
 
 #: The user of made-up credentials probes send where a real password must never go (AUTH before TLS);

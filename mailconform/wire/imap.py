@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from base64 import b64encode
 from dataclasses import dataclass, field
 
 from mailconform.wire.connection import Connection
@@ -124,6 +125,54 @@ class ImapSession(Session):
     def login(self, user: str, password: str | Secret) -> ImapResponse:
         return self.command(Secret(f"LOGIN {quote(user)} {quote(reveal(password))}"),
                             redacted=f"LOGIN {quote(user)} {REDACTED}")
+
+    def authenticate_plain(self, user: str, password: str | Secret, initial: bool = True) -> ImapResponse:
+        """AUTHENTICATE PLAIN (RFC 3501 §6.2.2, RFC 4616): with the initial response on the command
+        line when ``initial`` (SASL-IR, RFC 4959), else after the server's ``+`` continuation.  The
+        payload is never recorded."""
+        payload = b64encode(f"\0{user}\0{reveal(password)}".encode()).decode()
+        if initial:
+            return self.command(Secret(f"AUTHENTICATE PLAIN {payload}"), redacted=f"AUTHENTICATE PLAIN {REDACTED}")
+        tag = self.next_tag()
+        self.connection.send(line_bytes(f"{tag} AUTHENTICATE PLAIN"))
+        deadline = self.connection.deadline()
+        untagged: list[str] = []
+        while True:
+            response = read_response_line(self.connection, deadline)
+            if response.startswith("* "):
+                untagged.append(response)
+                if len(untagged) > MAX_UNTAGGED:
+                    raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
+                continue
+            if response.startswith("+"):
+                self.connection.send(line_bytes(Secret(payload)), REDACTED)
+                continue
+            got_tag, status, text = parse_status_line(response)
+            if got_tag != tag:
+                raise MalformedReply(f"a tagged response for {excerpt(got_tag, 20)} while waiting for {tag!r}")
+            result = ImapResponse(tag, status, text, tuple(untagged))
+            self._remember_capabilities(result)
+            return result
+
+    def send_raw(self, data: bytes) -> None:
+        """Send exactly these bytes (for probes such as pipelined plaintext after STARTTLS)."""
+        self.connection.send(data)
+
+    def read_tagged(self, tag: str) -> ImapResponse:
+        """Read untagged responses up to the tagged response ``tag`` (after :meth:`send_raw`)."""
+        deadline = self.connection.deadline()
+        untagged: list[str] = []
+        while True:
+            response = read_response_line(self.connection, deadline)
+            if response.startswith("* ") or response.startswith("+"):
+                untagged.append(response)
+                if len(untagged) > MAX_UNTAGGED:
+                    raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
+                continue
+            got_tag, status, text = parse_status_line(response)
+            if got_tag != tag:
+                raise MalformedReply(f"a tagged response for {excerpt(got_tag, 20)} while waiting for {tag!r}")
+            return ImapResponse(tag, status, text, tuple(untagged))
 
     def logout(self) -> ImapResponse:
         return self.command("LOGOUT")

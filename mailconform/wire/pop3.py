@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from base64 import b64encode
 from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
@@ -126,6 +127,19 @@ class Pop3Session(MailboxCommands, Session):
         """USER then PASS; the reply to USER when it is refused, else the reply to PASS."""
         reply = self.user(user)
         return self.pass_(password) if reply.ok else reply
+
+    def auth_plain(self, user: str, password: str | Secret) -> Pop3Reply:
+        """AUTH PLAIN with the initial response on the command line (RFC 5034 §4, RFC 4616); the
+        payload is never recorded.  A server that answers with an empty challenge (``+``) instead
+        gets the same payload as its response."""
+        payload = b64encode(f"\0{user}\0{reveal(password)}".encode()).decode()
+        self.connection.send(line_bytes(Secret(f"AUTH PLAIN {payload}")), f"AUTH PLAIN {REDACTED}")
+        deadline = self.connection.deadline()
+        line = self.connection.readline(deadline)
+        if line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+":
+            self.connection.send(line_bytes(Secret(payload)), REDACTED)
+            line = self.connection.readline(deadline)
+        return parse_status(line)
 
     def stat(self) -> Pop3Reply:
         return self.command("STAT")

@@ -3,16 +3,19 @@ read back with tshark, TLS decrypted with the run's key log."""
 
 from mailconform.capture import Capture, any_of
 from mailconform.checks import AFTER_EVERYTHING, NotApplicable, check, expect
-from mailconform.sessions import decoy_plain_prefix
+from mailconform.sessions import DECOY_USER, FAKE_PASSWORD_PREFIX, decoy_plain_prefix
 from mailconform.verdicts import say
 
 STEP = "A1.capture"
 # Display filters in the forms every tshark reads (``a == "x" || a == "y"``, not Wireshark 4's sets).
 #: Frames that carry a credential: POP3 PASS/APOP/AUTH, SMTP AUTH, IMAP LOGIN/AUTHENTICATE — not the
-#: made-up credentials of the decoy user, which A2.esmtp sends before TLS on purpose.
+#: made-up credentials of the decoy user, which A2.esmtp and A3.auth-methods send before TLS on purpose.
 CREDENTIALS = (f'({any_of("pop.request.command", "PASS", "APOP", "AUTH")} || smtp.req.command == "AUTH" || '
                'imap.request.command matches "(?i)^(login|authenticate)$") && '
-               f'!(smtp.auth.username_password contains "{decoy_plain_prefix()}")')
+               f'!(smtp.auth.username_password contains "{decoy_plain_prefix()}") && '
+               f'!(pop.request.parameter contains "{decoy_plain_prefix()}") && '
+               f'!(pop.request.parameter contains "{FAKE_PASSWORD_PREFIX}") && '
+               f'!(imap.request.username contains "{DECOY_USER}")')  # E.imap-security's LOGIN before TLS
 #: Frames that carry a message read from the mailbox: POP3 RETR/TOP, IMAP FETCH.
 MAILBOX = f'{any_of("pop.request.command", "RETR", "TOP")} || imap.request.command matches "(?i)^(uid )?fetch$"'
 FIELDS = ["frame.number", "tcp.dstport", "_ws.col.Protocol"]

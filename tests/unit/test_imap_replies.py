@@ -129,3 +129,26 @@ def test_unexpected_completion_is_malformed(imap_pair, reply, problem):
     server.sendall(reply)
     with pytest.raises(MalformedReply, match=problem):
         session.command("NOOP")
+
+
+@pytest.mark.parametrize("initial", [True, False], ids=["sasl-ir", "continuation"])
+def test_authenticate_plain_sends_the_payload_and_never_records_it(imap_pair, initial):
+    from base64 import b64encode
+
+    session, server = imap_pair
+    payload = b64encode(b"\0alice\0s3cret-pw").decode()
+    server.sendall((b"" if initial else b"+ \r\n") + b"a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n")
+    response = session.authenticate_plain("alice", "s3cret-pw", initial=initial)
+    assert response.ok and session.capabilities == {"IMAP4REV1", "IDLE"}
+    sent = server.recv(4096).decode()
+    assert sent == (f"a1 AUTHENTICATE PLAIN {payload}\r\n" if initial else f"a1 AUTHENTICATE PLAIN\r\n{payload}\r\n")
+    shown = session.transcript.render()
+    assert payload not in shown and "s3cret-pw" not in shown and "AUTHENTICATE PLAIN" in shown
+
+
+def test_read_tagged_after_pipelined_commands(imap_pair):
+    session, server = imap_pair
+    session.send_raw(b"x1 STARTTLS\r\nx2 NOOP\r\n")
+    server.sendall(b"x1 OK Begin TLS negotiation now\r\n")
+    assert session.read_tagged("x1").ok
+    assert server.recv(4096) == b"x1 STARTTLS\r\nx2 NOOP\r\n"
