@@ -73,13 +73,14 @@ def categories() -> list[dict]:
     skip = messages.core
     return [
         {"name": messages.label("category-open-relay"), "matchedStatuses": ["failed"],
-         "messageRegex": "(?s).*(relay|Relay).*"},
-        {"name": messages.label("category-cleartext"), "matchedStatuses": ["failed"],
-         "messageRegex": "(?s).*(cleartext|plaintext|before TLS|LOGINDISABLED|PRIVACYREQUIRED).*"},
-        {"name": messages.label("category-tls"), "matchedStatuses": ["failed"],
-         "messageRegex": "(?s).*(TLS|certificate|handshake|STARTTLS|STLS).*"},
+         "messageRegex": "(?is).*relay.*"},
+        # before the TLS family: an injection after STARTTLS speaks of TLS too (the first match wins)
         {"name": messages.label("category-smuggling"), "matchedStatuses": ["failed"],
-         "messageRegex": "(?s).*(smuggl|injection|bare LF|bare CR).*"},
+         "messageRegex": "(?s).*(smuggl|injection|inyección|bare LF|bare CR|<LF>|<CR>).*"},
+        {"name": messages.label("category-cleartext"), "matchedStatuses": ["failed"],
+         "messageRegex": "(?s).*(cleartext|plaintext|en claro|before TLS|antes de TLS|LOGINDISABLED|PRIVACYREQUIRED).*"},
+        {"name": messages.label("category-tls"), "matchedStatuses": ["failed"],
+         "messageRegex": "(?s).*(TLS|certificate|certificado|handshake|STARTTLS|STLS).*"},
         {"name": messages.label("category-fail"), "matchedStatuses": ["failed"]},
         {"name": messages.label("category-inconclusive"), "matchedStatuses": ["skipped"],
          "messageRegex": _first_words(skip("skip-inconclusive", why=""))},
