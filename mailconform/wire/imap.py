@@ -86,23 +86,7 @@ class ImapSession(Session):
         tag = self.next_tag()
         tagged = Secret(f"{tag} {reveal(line)}") if isinstance(line, Secret) else f"{tag} {line}"
         self.connection.send(line_bytes(tagged), f"{tag} {redacted}" if redacted else None)
-        deadline = self.connection.deadline()
-        untagged: list[str] = []
-        while True:
-            response = read_response_line(self.connection, deadline)
-            if response.startswith("* "):
-                untagged.append(response)
-                if len(untagged) > MAX_UNTAGGED:
-                    raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
-                continue
-            if response.startswith("+"):
-                raise MalformedReply(f"an unexpected continuation request: {excerpt(response)}")
-            got_tag, status, text = parse_status_line(response)
-            if got_tag != tag:
-                raise MalformedReply(f"a tagged response for {excerpt(got_tag, 20)} while waiting for {tag!r}")
-            result = ImapResponse(tag, status, text, tuple(untagged))
-            self._remember_capabilities(result)
-            return result
+        return self.read_tagged(tag)
 
     def _remember_capabilities(self, response: ImapResponse) -> None:
         for line in response.untagged:
@@ -135,17 +119,28 @@ class ImapSession(Session):
             return self.command(Secret(f"AUTHENTICATE PLAIN {payload}"), redacted=f"AUTHENTICATE PLAIN {REDACTED}")
         tag = self.next_tag()
         self.connection.send(line_bytes(f"{tag} AUTHENTICATE PLAIN"))
+        return self.read_tagged(tag, lambda: self.connection.send(line_bytes(Secret(payload)), REDACTED))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send exactly these bytes (for probes such as pipelined plaintext after STARTTLS)."""
+        self.connection.send(data)
+
+    def read_tagged(self, tag: str, continue_with=None) -> ImapResponse:
+        """Read untagged responses up to the tagged response ``tag``, all within one timeout.  A
+        ``+`` continuation request is answered by ``continue_with()``; without one it is malformed."""
         deadline = self.connection.deadline()
         untagged: list[str] = []
         while True:
             response = read_response_line(self.connection, deadline)
+            if response.startswith("+"):
+                if continue_with is None:
+                    raise MalformedReply(f"an unexpected continuation request: {excerpt(response)}")
+                continue_with()
+                continue
             if response.startswith("* "):
                 untagged.append(response)
                 if len(untagged) > MAX_UNTAGGED:
                     raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
-                continue
-            if response.startswith("+"):
-                self.connection.send(line_bytes(Secret(payload)), REDACTED)
                 continue
             got_tag, status, text = parse_status_line(response)
             if got_tag != tag:
@@ -153,26 +148,6 @@ class ImapSession(Session):
             result = ImapResponse(tag, status, text, tuple(untagged))
             self._remember_capabilities(result)
             return result
-
-    def send_raw(self, data: bytes) -> None:
-        """Send exactly these bytes (for probes such as pipelined plaintext after STARTTLS)."""
-        self.connection.send(data)
-
-    def read_tagged(self, tag: str) -> ImapResponse:
-        """Read untagged responses up to the tagged response ``tag`` (after :meth:`send_raw`)."""
-        deadline = self.connection.deadline()
-        untagged: list[str] = []
-        while True:
-            response = read_response_line(self.connection, deadline)
-            if response.startswith("* ") or response.startswith("+"):
-                untagged.append(response)
-                if len(untagged) > MAX_UNTAGGED:
-                    raise ReplyTooLong(f"more than {MAX_UNTAGGED} untagged responses")
-                continue
-            got_tag, status, text = parse_status_line(response)
-            if got_tag != tag:
-                raise MalformedReply(f"a tagged response for {excerpt(got_tag, 20)} while waiting for {tag!r}")
-            return ImapResponse(tag, status, text, tuple(untagged))
 
     def logout(self) -> ImapResponse:
         return self.command("LOGOUT")
