@@ -152,7 +152,7 @@ def probe(connect, target: Target, transcript: Transcript, control_recipient: st
         batch = [item for item in pending if item[1].ehlo == ehlo][:ROUNDS_PER_SESSION]
         session = _greeted(connect(), ehlo)
         if not found.source:
-            found.source = session.connection.sock.getsockname()[0]
+            found.source = session.connection.local_address or ""
             transcript.note(messages.core("relay-source", source=found.source))
         for item in batch:
             pending.remove(item)

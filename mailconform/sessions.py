@@ -56,13 +56,19 @@ IMPLICIT_TLS_CHECK = "smtp.smtps.implicit-tls"  # judges the handshake a client 
 POP3_STLS_CHECK = "pop3.stls.handshake"       # judges a refused or failed STLS on pop3 (A3.stls)
 POP3S_CHECK = "pop3.pop3s.implicit-tls"       # judges the handshake on pop3s (A3.pop3s)
 IMPLICIT_TLS_JUDGES = {"smtps": IMPLICIT_TLS_CHECK, "pop3s": POP3S_CHECK}
+IMAP_STARTTLS_CHECK = "imap.starttls.handshake"  # judges a refused or failed STARTTLS on imap (143)
+IMAP_LOGIN_CHECK = "imap.login.account"          # @imap, @imaps: judges the account's LOGIN inside TLS
+#: Who judges a refused or failed upgrade (STARTTLS, STLS) of each plaintext service; what goes
+#: wrong is remembered under "SERVICE-tls" and blocks every check that needs TLS there.
+UPGRADE_JUDGES = {"smtp": f"{STARTTLS_CHECK}@smtp", "submission": f"{STARTTLS_CHECK}@submission",
+                  "pop3": POP3_STLS_CHECK, "imap": IMAP_STARTTLS_CHECK}
 TLS_NOT_AVAILABLE = 454  # RFC 3207 §4 "TLS not available due to temporary reason": the STARTTLS check fails it
 CLEARTEXT_WAIT = 2.0     # seconds an implicit-TLS port whose handshake failed is given to greet in clear
 
 
 def upgrade_later(reply) -> str | None:
-    """Why a refusal of STARTTLS is "not now" (421, a 4xx other than 454), or None."""
-    return None if reply.code == TLS_NOT_AVAILABLE else temporary_reason(reply)
+    """Why a refusal of STARTTLS/STLS is "not now" (421, a 4xx other than SMTP's 454, ``[SYS/TEMP]``), or None."""
+    return None if getattr(reply, "code", None) == TLS_NOT_AVAILABLE else temporary_reason(reply)
 
 
 def hello_check(target: Target, service: str) -> str:
@@ -181,6 +187,83 @@ class _ServiceFactory:
         if failure is not None:
             raise Blocked(failure.cause, failure.reason)
 
+    def wrong_password(self) -> str:
+        """A fake password for one deliberate failed login, within the target's budget of them."""
+        self.target_run.spend_failed_login()
+        return fake_password()
+
+    def _greeted_again(self, service: str, hello: Hello) -> None:
+        """An observation made on a new connection met a greeting that was not positive this time."""
+        if hello.answer is None and hello.error is None:
+            if (temporary := temporary_reason(hello.greeting)) is not None:
+                raise TemporaryRefusal(temporary)
+            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=hello.greeting))
+
+    # ------------------------------------------------------------------ upgrading to TLS (STARTTLS, STLS)
+
+    def start_tls(self, session, service: str) -> None:
+        """The TLS handshake on ``session`` after the check's own STARTTLS/STLS was accepted (the
+        run's TLS context, the target's server name); a failure is raised for the check to judge."""
+        session.connection.start_tls(self.target_run.tls_context(service),
+                                     self.target.server_name(self.endpoint(service)))
+
+    def _upgrade_failed(self, service: str, reason: str) -> None:
+        judge = UPGRADE_JUDGES[service]
+        self.target_run.record(f"{service}-tls", Failure(judge, reason))
+        raise Blocked(judge, reason)
+
+    def _handshake(self, service: str, shown: bool) -> Handshake:
+        """The upgrade's handshake observation (made once per run); a refusal other than "not now"
+        or a failed handshake is remembered for the checks that need TLS on ``service``."""
+        observed = self.target_run.handshake(service)
+        if shown:
+            self.run.shows(observed)
+        if observed.error is not None:  # the service no longer greets: a connection that broke
+            raise observed.error
+        shake = observed.value
+        self._greeted_again(service, shake)
+        error = shake.error
+        if service == OPPORTUNISTIC_SERVICE and isinstance(error, TlsFailed) and error.unverified:
+            self.target_run.opportunistic = True  # a warning for the certificate; the rest goes on
+        elif error is not None and not (isinstance(error, TlsRefused) and upgrade_later(error.reply)):
+            self.target_run.record(f"{service}-tls", Failure(UPGRADE_JUDGES[service], str(error)))
+        return shake
+
+    def _upgrade_works(self, service: str, shake: Handshake) -> None:
+        """After the handshake observation: "not now" for a temporary refusal, else blocked by the
+        upgrade's check when it failed (an unverified certificate on port 25 does not block)."""
+        if shake.error is None or self.target_run.opportunistic and service == OPPORTUNISTIC_SERVICE:
+            return
+        self.run.shows(self.target_run.handshake(service))  # what stops this check
+        if isinstance(shake.error, TlsRefused) and (later := upgrade_later(shake.error.reply)):
+            raise TemporaryRefusal(later)
+        self._blocked_by(f"{service}-tls")
+
+    def _upgraded_hello(self, service: str, observed: Observed) -> Hello:
+        """The greeting and first answer observed inside TLS, blocked by the upgrade's check when
+        the upgrade did not work on that connection."""
+        self.run.shows(observed)
+        if observed.error is not None:
+            raise observed.error
+        hello = observed.value
+        self._greeted_again(service, hello)
+        if isinstance(hello.error, TlsFailed):  # a TlsRefused too: this time the upgrade did not work
+            if isinstance(hello.error, TlsRefused) and (later := upgrade_later(hello.error.reply)):
+                raise TemporaryRefusal(later)
+            self._upgrade_failed(service, str(hello.error))
+        return hello
+
+    def _secure(self, session, service: str, **options) -> None:
+        """Upgrade a session of the check's own; a refusal or failure blocks it (remembered)."""
+        try:
+            secure(self.target_run, session, service, **options)
+        except TlsRefused as refused:
+            if (later := upgrade_later(refused.reply)) is not None:
+                raise TemporaryRefusal(later) from None
+            self._upgrade_failed(service, str(refused))
+        except WireError as error:
+            self._upgrade_failed(service, str(error))
+
     def _record_down(self, service: str, reason: str, cause: str | None = None) -> None:
         self.target_run.record(service, Failure(cause or greeting_check(self.target, service), reason))
 
@@ -297,22 +380,13 @@ class SmtpFactory(_ServiceFactory):
         session = self.session(service, ehlo_name=ehlo_name)
         if service in IMPLICIT_TLS:
             return session
-        judge = f"{STARTTLS_CHECK}@{service}"
+        self._secure(session, service, hello=False)
         try:
-            secure(self.target_run, session, service, hello=False)
             reply = session.ehlo(ehlo_name)
-        except TlsRefused as refused:
-            if (temporary := upgrade_later(refused.reply)) is not None:
-                raise TemporaryRefusal(temporary) from None
-            self._upgrade_failed(service, judge, str(refused))
         except WireError as error:
-            self._upgrade_failed(service, judge, str(error))
+            self._upgrade_failed(service, str(error))
         require(reply, 250, by=f"smtp.starttls.ehlo-after@{service}")
         return session
-
-    def _upgrade_failed(self, service: str, judge: str, reason: str) -> None:
-        self.target_run.record(f"{service}-tls", Failure(judge, reason))
-        raise Blocked(judge, reason)
 
     def authenticated(self, service: str = "submission", ehlo_name: str = DEFAULT_EHLO_NAME) -> SmtpSession:
         """A session inside TLS, logged in with the account (AUTH PLAIN); a refused login blocks the
@@ -344,11 +418,6 @@ class SmtpFactory(_ServiceFactory):
             self.target_run.record(f"{service}-auth", Failure(judge, messages.core("server-answered", reply=reply)))
         return session, reply
 
-    def wrong_password(self) -> str:
-        """A fake password for one deliberate failed AUTH, within the target's budget of them."""
-        self.target_run.spend_failed_login()
-        return fake_password()
-
     def auth_works(self, service: str = "submission") -> None:
         """Blocked when the account's own AUTH failed on ``service`` this run: a refused wrong
         password says nothing about a server that refuses every login."""
@@ -364,19 +433,7 @@ class SmtpFactory(_ServiceFactory):
         ``shown``: with the handshake's transcript (else the caller shows it when it matters)."""
         hello = self.greeted_hello(service)
         require(hello.answer, 250, by=hello_check(self.target, service))
-        observed = self.target_run.handshake(service)
-        if shown:
-            self.run.shows(observed)
-        if observed.error is not None:  # the service no longer greets: a connection that broke
-            raise observed.error
-        shake = observed.value
-        self._greeted_again(service, shake)
-        error = shake.error
-        if service == OPPORTUNISTIC_SERVICE and isinstance(error, TlsFailed) and error.unverified:
-            self.target_run.opportunistic = True  # a warning for the certificate; the rest goes on
-        elif error is not None and not (isinstance(error, TlsRefused) and upgrade_later(error.reply)):
-            self.target_run.record(f"{service}-tls", Failure(f"{STARTTLS_CHECK}@{service}", str(error)))
-        return hello, shake
+        return hello, self._handshake(service, shown)
 
     def starttls_works(self, service: str = "smtp") -> None:
         """Blocked by the STARTTLS check of ``service`` when the upgrade was refused or failed this
@@ -385,34 +442,13 @@ class SmtpFactory(_ServiceFactory):
         self._blocked_by(f"{service}-tls")
         if service in IMPLICIT_TLS:
             return
-        _, shake = self.starttls_handshake(service, shown=False)
-        if shake.error is None or self.target_run.opportunistic and service == OPPORTUNISTIC_SERVICE:
-            return
-        self.run.shows(self.target_run.handshake(service))  # what stops this check
-        if isinstance(shake.error, TlsRefused) and (later := upgrade_later(shake.error.reply)):
-            raise TemporaryRefusal(later)
-        self._blocked_by(f"{service}-tls")
-
-    def start_tls(self, session: SmtpSession, service: str) -> None:
-        """The TLS handshake on ``session`` after the check's own STARTTLS was answered 220 (the
-        run's TLS context, the target's server name); a failure is raised for the check to judge."""
-        session.connection.start_tls(self.target_run.tls_context(service),
-                                     self.target.server_name(self.endpoint(service)))
+        self._upgrade_works(service, self.starttls_handshake(service, shown=False)[1])
 
     def tls_hello(self, service: str = "smtp") -> SmtpHello:
         """The greeting and the EHLO reply inside TLS (observed once per run), for the checks that
         judge the EHLO list there; blocked by the STARTTLS check when the upgrade does not work."""
         self.starttls_works(service)
-        observed = self.run.shows(self.target_run.smtp_hello(service, tls=True))
-        if observed.error is not None:
-            raise observed.error
-        hello = observed.value
-        self._greeted_again(service, hello)
-        if isinstance(hello.error, TlsFailed):  # a TlsRefused too: this time the upgrade did not work
-            if isinstance(hello.error, TlsRefused) and (later := upgrade_later(hello.error.reply)):
-                raise TemporaryRefusal(later)
-            self._upgrade_failed(service, f"{STARTTLS_CHECK}@{service}", str(hello.error))
-        return hello
+        return self._upgraded_hello(service, self.target_run.smtp_hello(service, tls=True))
 
     def cleartext_greeting(self, service: str = "smtps") -> SmtpReply | None:
         """What an implicit-TLS port says to a client that does not start TLS: the SMTP greeting of
@@ -428,13 +464,6 @@ class SmtpFactory(_ServiceFactory):
             return None
         self.run.adopt(session).close()
         return session.greeting
-
-    def _greeted_again(self, service: str, hello: Hello) -> None:
-        """An observation made on a new connection met a greeting that was not 220 this time."""
-        if hello.answer is None and hello.error is None:
-            if (temporary := temporary_reason(hello.greeting)) is not None:
-                raise TemporaryRefusal(temporary)
-            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=hello.greeting))
 
 
 class Pop3Factory(_ServiceFactory):
@@ -537,11 +566,6 @@ class Pop3Factory(_ServiceFactory):
             require(reply, by=POP3_LOGIN_CHECK)
         return session
 
-    def wrong_password(self) -> str:
-        """A fake password for one deliberate failed login, within the target's budget of them."""
-        self.target_run.spend_failed_login()
-        return fake_password()
-
     # ------------------------------------------------------------------ STLS and POP3S (A3)
 
     def stls_handshake(self, shown: bool = True) -> Handshake:
@@ -549,30 +573,13 @@ class Pop3Factory(_ServiceFactory):
         (``POP3_STLS_CHECK``); a refusal other than "not now" or a failed handshake is remembered,
         and every check that needs STLS is then blocked by that check."""
         self._usable("pop3", self.target_run.pop3_hello)
-        observed = self.target_run.handshake("pop3")
-        if shown:
-            self.run.shows(observed)
-        if observed.error is not None:
-            raise observed.error
-        shake = observed.value
-        if shake.answer is None and shake.error is None:
-            raise Blocked(greeting_check(self.target, "pop3"), messages.core("greeting-was", greeting=shake.greeting))
-        error = shake.error
-        if error is not None and not (isinstance(error, TlsRefused) and temporary_reason(error.reply)):
-            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(error)))
-        return shake
+        return self._handshake("pop3", shown)
 
     def stls_works(self) -> None:
         """Blocked by the STLS check when STLS was refused or failed this run; "not now" for a
         temporary refusal."""
         self._blocked_by("pop3-tls")
-        shake = self.stls_handshake(shown=False)
-        if shake.error is None:
-            return
-        self.run.shows(self.target_run.handshake("pop3"))
-        if isinstance(shake.error, TlsRefused) and (later := temporary_reason(shake.error.reply)):
-            raise TemporaryRefusal(later)
-        self._blocked_by("pop3-tls")
+        self._upgrade_works("pop3", self.stls_handshake(shown=False))
 
     def pop3s_works(self) -> None:
         """Blocked by the POP3S check when pop3s does not greet inside TLS this run."""
@@ -590,23 +597,8 @@ class Pop3Factory(_ServiceFactory):
             return self.session("pop3s")
         self.stls_works()
         session = self.session("pop3")
-        try:
-            secure(self.target_run, session, "pop3")
-        except TlsRefused as refused:
-            if (later := temporary_reason(refused.reply)) is not None:
-                raise TemporaryRefusal(later) from None
-            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(refused)))
-            raise Blocked(POP3_STLS_CHECK, str(refused)) from None
-        except WireError as error:
-            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(error)))
-            raise Blocked(POP3_STLS_CHECK, str(error)) from None
+        self._secure(session, "pop3")
         return session
-
-    def start_tls(self, session: Pop3Session) -> None:
-        """The handshake on ``session`` after the check's own STLS was answered +OK; a failure is
-        raised for the check to judge."""
-        session.connection.start_tls(self.target_run.tls_context("pop3"),
-                                     self.target.server_name(self.endpoint("pop3")))
 
     def tls_hello(self, service: str = "pop3") -> Pop3Hello:
         """The greeting and CAPA inside TLS (observed once per run): after STLS on pop3, on pop3s
@@ -615,16 +607,7 @@ class Pop3Factory(_ServiceFactory):
             self.pop3s_works()
             return self.hello("pop3s")
         self.stls_works()
-        observed = self.run.shows(self.target_run.pop3_hello("pop3", tls=True))
-        if observed.error is not None:
-            raise observed.error
-        hello = observed.value
-        if isinstance(hello.error, TlsFailed):
-            if isinstance(hello.error, TlsRefused) and (later := temporary_reason(hello.error.reply)):
-                raise TemporaryRefusal(later)
-            self.target_run.record("pop3-tls", Failure(POP3_STLS_CHECK, str(hello.error)))
-            raise Blocked(POP3_STLS_CHECK, str(hello.error))
-        return hello
+        return self._upgraded_hello("pop3", self.target_run.pop3_hello("pop3", tls=True))
 
     def login_works(self) -> None:
         """Blocked when the account's own login failed this run: a check of refused logins (a wrong
@@ -632,10 +615,6 @@ class Pop3Factory(_ServiceFactory):
         failure = self.target_run.failure("pop3-login")
         if failure is not None:
             raise Blocked(failure.cause, failure.reason)
-
-
-IMAP_STARTTLS_CHECK = "imap.starttls.handshake"  # judges a refused or failed STARTTLS on imap (143)
-IMAP_LOGIN_CHECK = "imap.login.account"          # @imap, @imaps: judges the account's LOGIN inside TLS
 
 
 class ImapFactory(_ServiceFactory):
@@ -661,53 +640,17 @@ class ImapFactory(_ServiceFactory):
         """CAPABILITY before TLS and the STARTTLS handshake on imap (each observed once per run), for
         the STARTTLS check; a refusal or failed handshake blocks every check that needs TLS on imap."""
         hello = self.greeted_hello("imap")
-        observed = self.target_run.handshake("imap")
-        if shown:
-            self.run.shows(observed)
-        if observed.error is not None:
-            raise observed.error
-        shake = observed.value
-        self._greeted_again("imap", shake)
-        if shake.error is not None and not (isinstance(shake.error, TlsRefused)
-                                            and temporary_reason(shake.error.reply) is not None):
-            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(shake.error)))
-        return hello, shake
+        return hello, self._handshake("imap", shown)
 
     def starttls_works(self) -> None:
         """Blocked by the STARTTLS check when the upgrade on imap was refused or failed this run."""
         self._blocked_by("imap-tls")
-        _, shake = self.starttls_handshake(shown=False)
-        if shake.error is None:
-            return
-        self.run.shows(self.target_run.handshake("imap"))
-        if isinstance(shake.error, TlsRefused) and (later := temporary_reason(shake.error.reply)):
-            raise TemporaryRefusal(later)
-        self._blocked_by("imap-tls")
-
-    def _greeted_again(self, service: str, hello: Hello) -> None:
-        """An observation made on a new connection met a greeting that was not ``* OK`` this time."""
-        if hello.answer is None and hello.error is None:
-            if (temporary := temporary_reason(hello.greeting)) is not None:
-                raise TemporaryRefusal(temporary)
-            raise Blocked(greeting_check(self.target, service), messages.core("greeting-was", greeting=hello.greeting))
-
-    def start_tls(self, session: ImapSession) -> None:
-        """The handshake on ``session`` after the check's own STARTTLS was answered OK."""
-        session.connection.start_tls(self.target_run.tls_context("imap"),
-                                     self.target.server_name(self.endpoint("imap")))
+        self._upgrade_works("imap", self.starttls_handshake(shown=False)[1])
 
     def tls_hello(self) -> ImapHello:
         """The greeting and CAPABILITY inside TLS on imap (observed once per run)."""
         self.starttls_works()
-        observed = self.run.shows(self.target_run.imap_hello("imap", tls=True))
-        if observed.error is not None:
-            raise observed.error
-        hello = observed.value
-        self._greeted_again("imap", hello)
-        if isinstance(hello.error, TlsFailed):
-            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(hello.error)))
-            raise Blocked(IMAP_STARTTLS_CHECK, str(hello.error))
-        return hello
+        return self._upgraded_hello("imap", self.target_run.imap_hello("imap", tls=True))
 
     def secured(self, service: str = "imap") -> ImapSession:
         """A session inside TLS: STARTTLS on imap, implicit TLS on imaps."""
@@ -715,11 +658,7 @@ class ImapFactory(_ServiceFactory):
             return self.session(service)
         self.starttls_works()
         session = self.session("imap")
-        try:
-            secure(self.target_run, session, "imap")
-        except WireError as error:
-            self.target_run.record("imap-tls", Failure(IMAP_STARTTLS_CHECK, str(error)))
-            raise Blocked(IMAP_STARTTLS_CHECK, str(error)) from None
+        self._secure(session, "imap")
         return session
 
     def login_service(self) -> str:
@@ -758,11 +697,6 @@ class ImapFactory(_ServiceFactory):
         require(response, by=judge)
         return session
 
-    def wrong_password(self) -> str:
-        """A fake password for one deliberate failed login, within the target's budget of them."""
-        self.target_run.spend_failed_login()
-        return fake_password()
-
 
 #: How every fake password starts: the capture check knows a PASS of one is a probe's, not a login.
 FAKE_PASSWORD_PREFIX = "mailconform-wrong-"
@@ -779,6 +713,6 @@ DECOY_USER = "mailconform-probe"
 
 
 def decoy_plain_prefix() -> str:
-    """The start every AUTH PLAIN payload of the decoy user has in base64 (``\0user\0…``)."""
+    """The start every AUTH PLAIN payload of the decoy user has in base64 (``\\0user\\0…``)."""
     head = f"\0{DECOY_USER}".encode()
     return b64encode(head[:len(head) // 3 * 3]).decode()

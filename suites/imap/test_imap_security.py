@@ -146,7 +146,7 @@ def test_plaintext_sent_with_starttls_is_discarded(imap):
     if not started.ok:
         raise Blocked(IMAP_STARTTLS_CHECK, say("starttls-refused", reply=started))
     try:
-        imap.start_tls(session)
+        imap.start_tls(session, "imap")
     except TlsFailed:  # the NOOP was taken for the start of the handshake: nothing was executed
         session.transcript.note(say("handshake-ate-it"))
         return

@@ -80,7 +80,7 @@ def test_plaintext_sent_with_stls_is_discarded(pop3):
     early = session.connection.buffer.decode("ascii", "replace").strip()
     expect(not early, "answered-in-clear", tolerated=True, reply=early)
     try:
-        pop3.start_tls(session)
+        pop3.start_tls(session, "pop3")
     except TlsFailed:  # the server took the NOOP for the start of the handshake: nothing was executed
         session.transcript.note(say("handshake-ate-it"))
         return

@@ -58,4 +58,4 @@ def test_submission_does_not_relay_without_auth(smtp, target, endpoint):
     """
     session = smtp.secured(endpoint)
     judge(relay.attempt(session, target, relay.TRICKS["plain"], relay.new_victim()),
-          session.connection.sock.getsockname()[0])
+          session.connection.local_address)
