@@ -31,14 +31,15 @@ class Shown:
         return self.text
 
 
-def add_labels(item, info: CheckInfo, target: str, row_id: str) -> None:
+def add_labels(item, info: CheckInfo, target: str, row_id: str, endpoint: str | None) -> None:
     """Labels on the item before it runs: the tree (parentSuite target, suite lab activity,
     subSuite step), behaviours (epic protocol, feature activity, story step), severity, target,
     check and the RFC link."""
     import allure
 
-    for marker in (allure.parent_suite(target), allure.suite(info.activity), allure.sub_suite(info.step),
-                   allure.epic(info.protocol), allure.feature(info.activity), allure.story(info.step),
+    step, activity = info.step_of(endpoint), info.activity_of(endpoint)
+    for marker in (allure.parent_suite(target), allure.suite(activity), allure.sub_suite(step),
+                   allure.epic(info.protocol), allure.feature(activity), allure.story(step),
                    allure.severity(allure.severity_level(_SEVERITY[info.severity])),
                    allure.label("target", target), allure.label("check", row_id),
                    allure.link(info.rfc_url, link_type="rfc", name=info.rfc_label)):

@@ -65,7 +65,7 @@ class CheckInfo:
     """Everything the reports say about a check besides its result."""
 
     id: str
-    step: str
+    step: str                         # the lab step of its rows (of its first endpoint's, see ``steps``)
     rfc: str
     level: str
     severity: str
@@ -75,14 +75,22 @@ class CheckInfo:
     order: int = 0                    # checks of one target run by (order, place in the suites)
     catalogue: str = ""               # the row of shared/reference/check-catalogue.md it implements
     tls_failure_is_finding: bool = False  # a failed handshake fails the check (else: inconclusive)
+    steps: Mapping[str, str] = field(default_factory=dict)  # endpoint → its lab step, when they differ
+
+    def step_of(self, endpoint: str | None) -> str:
+        """The lab step of the row on ``endpoint`` (a certificate check on pop3s is graded in A3)."""
+        return self.steps.get(endpoint, self.step)
+
+    def all_steps(self) -> set[str]:
+        return {self.step, *self.steps.values()}
 
     @property
     def protocol(self) -> str:
         return PROTOCOLS[self.id.split(".")[0]]
 
-    @property
-    def activity(self) -> str:
-        return ACTIVITIES[self.step.split(".")[0]]
+    def activity_of(self, endpoint: str | None = None) -> str:
+        """The lab activity (allure feature) of the row on ``endpoint``."""
+        return ACTIVITIES[self.step_of(endpoint).split(".")[0]]
 
     @property
     def title(self) -> str:
@@ -110,12 +118,14 @@ class CheckInfo:
         return [f"{self.id}{v}{e}" for v in variants for e in endpoints]
 
 
-def check(id: str, *, step: str, rfc: str, level: str, severity: str, variants: Mapping[str, object] | None = None,
+def check(id: str, *, step: str | Mapping[str, str], rfc: str, level: str, severity: str, variants: Mapping[str, object] | None = None,
           endpoints: tuple[str, ...] = (), order: int = 0, catalogue: str = "",
           tls_failure_is_finding: bool = False) -> Callable:
     """Declare a test function as the check ``id`` of lab step ``step``.
 
-    ``rfc`` is ``"NUMBER#SECTION"``; the docstring quotes the requirement.  ``variants`` (name →
+    ``step`` is a lab step, or endpoint → lab step for a check whose rows on different services
+    belong to different steps (``{"smtp": "A2.smtp-tls", "pop3": "A3.pop3-tls"}``: every endpoint
+    named).  ``rfc`` is ``"NUMBER#SECTION"``; the docstring quotes the requirement.  ``variants`` (name →
     value, the check receives ``variant``) and ``endpoints`` (services, the check receives
     ``endpoint``) make one result row each.  ``order`` places the check among the checks of its
     target (``LAST`` runs it after the others).  Bad metadata fails at import, so a typo cannot
@@ -125,8 +135,14 @@ def check(id: str, *, step: str, rfc: str, level: str, severity: str, variants: 
         problems.append(f"id {id!r} is not protocol.topic.detail in lower case")
     elif id.split(".")[0] not in PROTOCOLS:
         problems.append(f"id {id!r} starts with an unknown protocol (known: {', '.join(PROTOCOLS)})")
-    if step not in STEPS:
-        problems.append(f"step {step!r} is not a lab step (known: {', '.join(STEPS)})")
+    steps = dict(step) if isinstance(step, Mapping) else {}
+    if steps:
+        if set(steps) != set(endpoints):
+            problems.append(f"a step per endpoint names every endpoint and nothing else: {sorted(steps)}"
+                            f" is not {sorted(endpoints)}")
+        step = next(iter(steps.values()), "")
+    problems += [f"step {name!r} is not a lab step (known: {', '.join(STEPS)})"
+                 for name in dict.fromkeys([step, *steps.values()]) if name not in STEPS]
     if not _RFC.match(rfc):
         problems.append(f"rfc {rfc!r} is not 'NUMBER#SECTION', e.g. '5321#4.2'")
     if level not in LEVELS:
@@ -150,7 +166,7 @@ def check(id: str, *, step: str, rfc: str, level: str, severity: str, variants: 
             raise ValueError(f"check {function.__qualname__}: " + "; ".join(problems))
         function.__mailconform_check__ = CheckInfo(
             id, step, rfc, level, severity, function.__doc__, variants, tuple(endpoints), order, catalogue,
-            tls_failure_is_finding)
+            tls_failure_is_finding, steps if len(set(steps.values())) > 1 else {})
         return function
 
     return decorate

@@ -223,9 +223,10 @@ def _list_checks(config: pytest.Config, session: pytest.Session) -> int:
     writer = config.get_terminal_writer()
     infos = {info.id: info for info in map(_info, session.items) if info is not None}
     steps = config.stash[STATE].steps
-    listed = [info for info in infos.values() if not steps or info.step in steps]
-    rows = [(row, info.step, info.level, info.rfc_label, info.catalogue or "-", info.title)
-            for info in listed for row in info.row_ids()]
+    listed = [info for info in infos.values() if not steps or info.all_steps() & steps]
+    rows = [(row, info.step_of(row.partition("@")[2] or None), info.level, info.rfc_label, info.catalogue or "-",
+             info.title) for info in listed for row in info.row_ids()]
+    rows = [row for row in rows if not steps or row[1] in steps]
     if not rows:
         writer.line("no checks found")
         return 0
@@ -270,7 +271,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # -k matches check IDs, rows and steps (also what --list-checks lists)
         info = _info(item)
         if info is not None:
-            item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step})
+            item.extra_keyword_matches.update({info.id, _row_id(item, info), info.step_of(_endpoint(item))})
     if config.option.list_checks:
         return
     seen: dict[str, str] = {}
@@ -290,12 +291,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         owner = seen.setdefault(info.id, function)
         if owner != function:
             raise pytest.UsageError(f"check id {info.id} is declared twice: {owner} and {function}")
-        if state.steps and info.step not in state.steps:
+        if state.steps and info.step_of(_endpoint(item)) not in state.steps:
             deselected.append(item)
             continue
         checks.append(item)
         if config.pluginmanager.hasplugin("allure_pytest"):
-            allure_report.add_labels(item, info, _target_name(item), _row_id(item, info))
+            allure_report.add_labels(item, info, _target_name(item), _row_id(item, info), _endpoint(item))
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     names = [t.name for t in state.targets]
@@ -324,6 +325,10 @@ def _info(item: pytest.Item) -> CheckInfo | None:
 
 def _target_name(item: pytest.Item) -> str:
     return item.callspec.params[TARGET_PARAM]
+
+
+def _endpoint(item: pytest.Item) -> str | None:
+    return item.callspec.params.get("endpoint") if hasattr(item, "callspec") else None
 
 
 def _row_id(item: pytest.Item, info: CheckInfo) -> str:
@@ -590,7 +595,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         del item.stash[RESULT]
         result = {"target": _target_name(item), "check": run.row_id, "id": info.id,
                   "variant": item.callspec.params.get("variant"),
-                  "endpoint": item.callspec.params.get("endpoint"), "step": info.step, "severity": info.severity,
+                  "endpoint": _endpoint(item), "step": info.step_of(_endpoint(item)), "severity": info.severity,
                   "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
                   "title": info.title, "fix": info.fix or None, **result}
         report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
@@ -602,7 +607,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report_.user_properties.append(field)                    # of the item's properties)
             item.user_properties.append(field)
         if result["outcome"] == Outcome.FAIL.value:
-            report_.sections.append(("mailconform", report.failure_details(info)))
+            report_.sections.append(("mailconform", report.failure_details(info, result["step"])))
         for transcript in run.transcripts:  # the end of each, annotated: the whole is in allure
             report_.sections.append((f"transcript {transcript.title}",
                                      transcript.render(tail=TRANSCRIPT_TAIL, timestamps=True, annotate=annotate.note)))

@@ -13,9 +13,9 @@ from mailconform.verdicts import Outcome
 _COLUMNS = [o.value for o in Outcome]
 
 
-def failure_details(info: CheckInfo) -> str:
-    """The requirement and the setting that fixes it, shown under a failed check."""
-    rows = [f"{info.id} ({info.step}): {info.title}", f"{info.rfc_label}, {info.level}: {info.rfc_url}"]
+def failure_details(info: CheckInfo, step: str) -> str:
+    """The requirement and the setting that fixes it, shown under a failed check (of lab step ``step``)."""
+    rows = [f"{info.id} ({step}): {info.title}", f"{info.rfc_label}, {info.level}: {info.rfc_url}"]
     if info.fix:
         rows.append(f"{messages.label('fix')}: {info.fix}")
     return "\n".join(rows)

@@ -58,6 +58,33 @@ def test_variants_and_endpoints_make_one_row_each_in_json_and_allure(lab):
     assert set(allure_results(lab.path / "allure")) == set(results)
 
 
+PER_ENDPOINT_STEP = a_check("tls.demo.key", "pass", args="target, endpoint", extra=(
+    ', step={"smtps": "A2.smtp-tls", "pop3s": "A3.pop3-tls"}, endpoints=("smtps", "pop3s")')).replace(
+    "step='A1.smtp-session', ", "")
+
+
+def test_a_row_per_endpoint_is_graded_in_its_endpoints_step(lab):
+    write_checks(lab, PER_ENDPOINT_STEP)
+    run(lab, "--target", "lab", "--results-json", "results.json", "--alluredir", "allure", subprocess=True)
+    results = verdicts(lab.path / "results.json")
+    assert {row: r["step"] for row, r in results.items()} == {"tls.demo.key@smtps": "A2.smtp-tls",
+                                                              "tls.demo.key@pop3s": "A3.pop3-tls"}
+    stories = {row: r["labels_by_name"]["story"] for row, r in allure_results(lab.path / "allure").items()}
+    assert stories == {"tls.demo.key@smtps": "A2.smtp-tls", "tls.demo.key@pop3s": "A3.pop3-tls"}
+    only_a3 = run(lab, "--target", "lab", "--step", "A3", "-q", "--collect-only")
+    assert [line for line in only_a3.stdout.lines if "::" in line] == ["test_checks.py::test_key[lab-pop3s]"]
+    listed = run(lab, "--list-checks", "--step", "A2.smtp-tls")
+    listed.stdout.fnmatch_lines(["tls.demo.key@smtps *A2.smtp-tls*"])
+    assert "pop3s" not in listed.stdout.str()
+
+
+def test_a_step_per_endpoint_must_name_every_endpoint(lab):
+    write_checks(lab, PER_ENDPOINT_STEP.replace('"pop3s": "A3.pop3-tls"', '"imaps": "E.imap-security"'))
+    result = run(lab, "--target", "lab", "-q", "--collect-only")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*a step per endpoint names every endpoint and nothing else*"])
+
+
 def test_a_check_with_variants_must_take_the_variant(lab):
     write_checks(lab, a_check("smtp.demo.relay", extra=', variants={"x": 1}'))
     result = run(lab, "--target", "lab")
