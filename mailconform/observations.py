@@ -92,13 +92,15 @@ class Handshake(Hello):
     answer: HandshakeFacts | None
 
 
-def secure(run: TargetRun, session, service: str, hello: bool = True) -> None:
+def secure(run: TargetRun, session, service: str, hello: bool = True, context: ssl.SSLContext | None = None) -> None:
     """Upgrade a plaintext session to TLS with the protocol's own command (SMTP: after an EHLO,
-    unless ``hello`` is false because the session has just had one); a refusal raises
-    :class:`TlsRefused` (its reply says whether it was "not now"), a failed handshake TlsFailed."""
+    unless ``hello`` is false because the session has just had one), with the run's TLS context or
+    ``context``; a refusal raises :class:`TlsRefused` (its reply says whether it was "not now"),
+    a failed handshake TlsFailed."""
     if service in IMPLICIT_TLS:
         return
-    context, name = run.tls_context(service), run.target.server_name(run.target.endpoint(service))
+    context = context or run.tls_context(service)
+    name = run.target.server_name(run.target.endpoint(service))
     if isinstance(session, SmtpSession):
         if hello and (ehlo := session.ehlo()).code != 250:
             raise TlsRefused(ehlo)

@@ -89,13 +89,14 @@ class TargetRun:
     def session_class(self, service: str):
         return SESSION_CLASSES[service]
 
-    def connect(self, service: str, transcript: Transcript):
-        """A new session to ``service``, greeting read (through TLS for implicit TLS), within the budget."""
+    def connect(self, service: str, transcript: Transcript, context: ssl.SSLContext | None = None):
+        """A new session to ``service``, greeting read (through TLS for implicit TLS: the run's
+        context, or ``context`` for a probe of its own), within the budget."""
         endpoint = self.target.endpoint(service)
         implicit = service in IMPLICIT_TLS
         return SESSION_CLASSES[service].connect(
             endpoint.host, endpoint.port, timeout=self.target.timeout, transcript=transcript,
-            source=self.target.source, tls=self.tls_context() if implicit else None,
+            source=self.target.source, tls=(context or self.tls_context()) if implicit else None,
             server_name=self.target.server_name(endpoint) if implicit else None, budget=self.budget, service=service)
 
     def tls_context(self, service: str | None = None) -> ssl.SSLContext:
