@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import dns.exception
 import dns.resolver
+import dns.reversename
 
 from mailconform.targets import Target
 from mailconform.wire.connection import LOOPBACK_ONLY_ENV, is_loopback, loopback_only
@@ -115,3 +116,28 @@ class Lookup:
                     raise
                 break
         return found
+
+    def ptr(self, address: str) -> list[str]:
+        """The PTR names of ``address`` (its reverse name, e.g. 2.10.0.127.in-addr.arpa), lower case and
+        without the final dot; [] when there is none or the reverse name does not exist."""
+        reverse = dns.reversename.from_address(address).to_text()
+        return [r.target.to_text(omit_final_dot=True).lower() for r in self._records_or_none(reverse, "PTR")]
+
+    def txt(self, name: str) -> list[str]:
+        """Every TXT record at ``name``, its character-strings joined (RFC 7208 §3.3); [] when there is
+        none or the name does not exist."""
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in self._records_or_none(name, "TXT")]
+
+    def cname(self, name: str) -> str | None:
+        """The canonical name ``name`` is an alias for (its CNAME record), or None when it is not an alias."""
+        records = self._records_or_none(name, "CNAME")
+        return records[0].target.to_text(omit_final_dot=True).lower() if records else None
+
+    def _records_or_none(self, name: str, rdtype: str) -> list:
+        """``query``, with a name that does not exist read as one without such records."""
+        try:
+            return self.query(name, rdtype)
+        except DnsFailure as failure:
+            if failure.kind != "nxdomain":
+                raise
+            return []
