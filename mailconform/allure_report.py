@@ -9,6 +9,7 @@ needed for a run without ``--alluredir``.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from mailconform import annotate, messages, report
@@ -113,3 +114,22 @@ def write_side_files(directory: Path, targets, suite_version: str, lang: str) ->
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "categories.json").write_text(json.dumps(categories(), indent=2, ensure_ascii=False), encoding="utf-8")
     (directory / "environment.properties").write_text(environment(targets, suite_version, lang), encoding="utf-8")
+
+
+def attach_files(directory: Path, target: str, step: str, files: list[Path], row: str) -> None:
+    """Attach documents written after the run (the IMAP security report) to the result allure wrote
+    for ``target``'s row ``row``, else to another of its results in lab step ``step``."""
+    found = []
+    for path in directory.glob("*-result.json"):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        labels = {label["name"]: label["value"] for label in result.get("labels", [])}
+        if labels.get("target") == target and labels.get("story") == step:
+            found.append((labels.get("check") != row, path.name, path, result))
+    if not found:
+        return
+    _, _, path, result = min(found, key=lambda candidate: candidate[:2])
+    for document in files:
+        source = f"{uuid.uuid4()}-attachment.md"
+        (directory / source).write_bytes(document.read_bytes())
+        result.setdefault("attachments", []).append({"name": document.name, "source": source, "type": "text/markdown"})
+    path.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")

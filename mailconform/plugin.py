@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from mailconform import allure_report, annotate, messages, report, suite_version
+from mailconform import allure_report, annotate, imap_report, messages, report, suite_version
 from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_selection
 from mailconform.discovery import Discovery, discover
 from mailconform.discovery import apply as apply_discovery
 from mailconform.dns import DnsFailure, Lookup
 from mailconform.grading import DEFAULT_RUBRIC, EXIT_NOT_JUDGED, Rubric, RubricError, grade, grade_document, load_rubric, write_csv
-from mailconform.capture import Capture
+from mailconform.capture import Capture, file_stem
 from mailconform.mailbox import Mailbox
 from mailconform.scheduling import Shard, target_of
 from mailconform.sessions import CheckRun, ImapFactory, Pop3Factory, SmtpFactory
@@ -106,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="record each target's traffic to DIR/NAME.pcapng with a TLS key log DIR/NAME.keys "
                          "(Wireshark decrypts with it; it is a secret), and check it (lab step A1.capture). "
                          "Needs dumpcap and tshark.")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="write each target's reports into DIR/NAME/: the IMAP security report (lab exercise E) "
+                         "in English and Spanish, written from the run's observations. Also attached to allure.")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="write every check's verdict (target, check, step, outcome, message) to this JSON file.")
 
@@ -599,6 +602,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                   "rfc": info.rfc_label, "level": info.level, "catalogue": info.catalogue or None,
                   "title": info.title, "fix": info.fix or None, **result}
         report_.user_properties.append((RESULT_PROPERTY, json.dumps(result)))
+        run.target_run.results.append(result)
         if item.config.pluginmanager.hasplugin("allure_pytest"):  # after the deciding phase: allure
             allure_report.attach(info, result["target"], run.row_id, Outcome(result["outcome"]),  # rewrites titles
                                  result["message"], run.transcripts)                              # at setup's end
@@ -666,10 +670,18 @@ def _check_location(item: pytest.Item, blocked_by: str | None = None) -> tuple[s
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Every capture of this process ends with the run (a check that reads one stopped it earlier)."""
+    """Every capture of this process ends with the run (a check that reads one stopped it earlier);
+    the reports of the targets this process judged are written (``--report-dir``)."""
+    option = session.config.option
     for target_run in session.config.stash[STATE].runs.values():
         if target_run.capture is not None:
             target_run.capture.stop()
+        if option.report_dir and imap_report.should_write(target_run):
+            written = imap_report.write(target_run, Path(option.report_dir), file_stem(target_run.target.name))
+            alluredir = getattr(option, "allure_report_dir", None)
+            if alluredir:
+                allure_report.attach_files(Path(alluredir), target_run.target.name, imap_report.STEP, written,
+                                           imap_report.ATTACHED_TO)
 
 
 # --------------------------------------------------------------------------- results

@@ -66,6 +66,8 @@ class TargetRun:
         self.dns_answers: dict = {}
         self.budget = ConnectionBudget(target.max_connections, target.connections_per_second)
         self._observed: dict[tuple, Observed] = {}
+        #: every verdict reached on this target in this process (the reports written at the end read them)
+        self.results: list[dict] = []
         self._tls_context: ssl.SSLContext | None = None
         self._opportunistic_context: ssl.SSLContext | None = None
         #: port 25's certificate did not verify: its later STARTTLS sessions go on without verifying
@@ -129,6 +131,10 @@ class TargetRun:
                 observed = Observed(None, error.with_traceback(None), transcript)
             self._observed[key] = observed
         return self._observed[key]
+
+    def observed(self, key: tuple) -> Observed | None:
+        """The observation ``key`` if a check made it in this run; never a connection."""
+        return self._observed.get(key)
 
     def forget_temporary(self) -> None:
         """Before a retry: forget observations in which the server said "not now" (a 421, another
