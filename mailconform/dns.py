@@ -1,4 +1,4 @@
-"""MX and address lookups (dnspython) against a target's resolver, recorded in a transcript."""
+"""MX, address, PTR, TXT and CNAME lookups (dnspython) against a target's resolver, recorded in a transcript."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import dns.exception
 import dns.resolver
 import dns.reversename
 
+from mailconform import messages
 from mailconform.targets import Target
+from mailconform.verdicts import NotApplicable
 from mailconform.wire.connection import LOOPBACK_ONLY_ENV, is_loopback, loopback_only
 from mailconform.wire.transcript import Transcript
+
+
+def mail_domain(target: Target) -> str:
+    """The target's mail domain; a DNS check of a target without one is not applicable."""
+    if not target.domain:
+        raise NotApplicable(messages.advice(target.from_url, "no-domain", target=target.name))
+    return target.domain
 
 
 class DnsFailure(Exception):
@@ -25,6 +34,9 @@ class DnsFailure(Exception):
 class MxRecord:
     preference: int
     exchange: str
+
+
+_SILENT = ("", "timeout")  # the cache key of the resolver's first timeout
 
 
 class Lookup:
@@ -54,11 +66,17 @@ class Lookup:
     def query(self, name: str, rdtype: str) -> list:
         """The records of ``rdtype`` at ``name``; [] when the name exists without them (NODATA)."""
         key = (name.lower(), rdtype)
+        if key not in self.cache and _SILENT in self.cache:  # one timeout per run, not one per question
+            self._question(name, rdtype)
+            self.transcript.note("the resolver did not answer earlier in this run: not asked again")
+            raise self.cache[_SILENT]
         if key not in self.cache:
             try:
                 self.cache[key] = self._ask(name, rdtype)
             except DnsFailure as failure:
                 self.cache[key] = failure
+                if failure.kind == "timeout":
+                    self.cache[_SILENT] = failure
                 raise
             return self.cache[key]
         self._question(name, rdtype)
