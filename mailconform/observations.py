@@ -1,7 +1,8 @@
 """Observations: facts about a target that many checks judge, made once per run on first use.
 
 The greeting and EHLO list, the EHLO list after STARTTLS, CAPA before and after STLS, IMAP
-CAPABILITY before and after STARTTLS, and each TLS endpoint's handshake.  Each is made on its
+CAPABILITY before and after STARTTLS, each TLS endpoint's handshake, and the certificate chain
+each TLS endpoint presents (read by a handshake that does not verify).  Each is made on its
 own connection with its own transcript, which every check that reads it shows.
 
 What went wrong is kept where it went wrong: a service that cannot be reached or does not greet
@@ -16,6 +17,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailconform import tlsinfo
 from mailconform.targets import IMPLICIT_TLS
 from mailconform.wire import (
     ImapResponse, ImapSession, Pop3Reply, Pop3Session, SmtpReply, SmtpSession, TlsFailed, Transcript, WireError,
@@ -78,11 +80,13 @@ class ImapHello(Hello):
 
 @dataclass(frozen=True)
 class HandshakeFacts:
-    """What one TLS handshake showed: version, cipher and the server's certificate (DER)."""
+    """What one TLS handshake showed: version, cipher, the server's certificate and the whole chain
+    it sent, leaf first (DER)."""
 
     version: str
     cipher: str
     certificate: bytes
+    chain: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,17 +117,19 @@ def secure(run: TargetRun, session, service: str, hello: bool = True, context: s
         raise TlsRefused(reply)
 
 
-def _hello(run: TargetRun, transcript: Transcript, service: str, tls: bool, greeted, ask):
+def _hello(run: TargetRun, transcript: Transcript, service: str, tls: bool, greeted, ask,
+           context: ssl.SSLContext | None = None):
     """Open and read the greeting (a failure here is raised: the service is down); when the greeting
     is positive, secure (if ``tls``) and ``ask(session)``, keeping a failure there as the error.
-    Returns (session, answer, error); the session is finished either way."""
-    session = run.connect(service, transcript)
+    TLS with the run's context, or ``context``.  Returns (session, answer, error); the session is
+    finished either way."""
+    session = run.connect(service, transcript, context=context)
     try:
         answer = error = None
         if greeted(session.greeting):
             try:
                 if tls:
-                    secure(run, session, service)
+                    secure(run, session, service, context=context)
                 answer = ask(session)
             except WireError as stopped:
                 error = stopped.with_traceback(None)
@@ -161,14 +167,32 @@ def imap_hello(run: TargetRun, transcript: Transcript, service: str, tls: bool =
     return ImapHello(session.greeting, capability, error, frozenset(session.capabilities))
 
 
-def handshake(run: TargetRun, transcript: Transcript, service: str) -> Handshake:
-    """The TLS handshake of ``service``: implicit TLS, or the protocol's STARTTLS/STLS after a
-    positive greeting (a failed implicit-TLS handshake is the service's error, like a dead port)."""
+def handshake(run: TargetRun, transcript: Transcript, service: str,
+              context: ssl.SSLContext | None = None) -> Handshake:
+    """The TLS handshake of ``service`` (with the run's context, or ``context``): implicit TLS, or the
+    protocol's STARTTLS/STLS after a positive greeting (a failed implicit-TLS handshake is the
+    service's error, like a dead port)."""
     session_class = run.session_class(service)
 
     def facts(session) -> HandshakeFacts:
         sock: ssl.SSLSocket = session.connection.sock
-        return HandshakeFacts(sock.version() or "", sock.cipher()[0], sock.getpeercert(binary_form=True) or b"")
+        chain = tlsinfo.peer_chain(sock)
+        return HandshakeFacts(sock.version() or "", sock.cipher()[0], chain[0] if chain else b"", chain)
 
-    session, answer, error = _hello(run, transcript, service, True, GREETED[session_class], facts)
+    session, answer, error = _hello(run, transcript, service, True, GREETED[session_class], facts, context)
     return Handshake(session.greeting, answer, error)
+
+
+def certificate(run: TargetRun, transcript: Transcript, service: str, context: ssl.SSLContext) -> Handshake:
+    """The handshake of ``service`` with ``context``, one that does not verify
+    (:func:`mailconform.tlsinfo.reading_context`), so a certificate that would not verify is read
+    all the same; the chain it sent goes into the transcript as PEM and as a readable summary."""
+    shake = handshake(run, transcript, service, context)
+    if shake.answer is not None:
+        try:
+            lines = tlsinfo.describe(tlsinfo.chain_of(shake.answer.chain))
+        except ValueError as error:  # not a certificate: the checks say so
+            lines = [f"the server sent something that is not a certificate: {error}"]
+        for line in lines:
+            transcript.note(line)
+    return shake

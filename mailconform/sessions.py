@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mailconform import messages, relay
 from mailconform.relay import RelayProbes
 from mailconform.observations import (
-    GREETED, Handshake, Hello, ImapHello, Pop3Hello, SmtpHello, TlsRefused, secure,
+    GREETED, Handshake, HandshakeFacts, Hello, ImapHello, Pop3Hello, SmtpHello, TlsRefused, secure,
 )
 from mailconform.targetrun import OPPORTUNISTIC_SERVICE, Failure, Observed, TargetRun
 from mailconform.targets import IMPLICIT_TLS, Endpoint, Target
@@ -696,6 +696,33 @@ class ImapFactory(_ServiceFactory):
             raise Blocked(judge, str(error)) from None
         require(response, by=judge)
         return session
+
+
+class TlsFactory(_ServiceFactory):
+    """What every TLS endpoint (STARTTLS, STLS or implicit TLS) presents, for the checks of suites/tls."""
+
+    def certificate(self, service: str) -> HandshakeFacts:
+        """The certificate chain ``service`` presents (its observation, made once per run and shown):
+        a handshake that does not verify, so any certificate is read.  Any factory reads any TLS
+        endpoint's.  Blocked by the greeting check when the service does not greet, and by the check
+        of the upgrade (STARTTLS, STLS, implicit TLS) when it is refused or no handshake works at all."""
+        self.endpoint(service)
+        tls_judge = UPGRADE_JUDGES.get(service) or IMPLICIT_TLS_JUDGES.get(service) or greeting_check(self.target, service)
+        down = self.target_run.failure(service)
+        if down is not None and not (service in IMPLICIT_TLS and down.cause == tls_judge):  # a certificate that
+            raise Blocked(down.cause, down.reason)  # did not verify on implicit TLS is this reading's to judge
+        observed = self.run.shows(self.target_run.certificate(service))
+        if observed.error is not None:  # no connection or greeting; on implicit TLS, no handshake either
+            judge = tls_judge if isinstance(observed.error, TlsFailed) else greeting_check(self.target, service)
+            raise Blocked(judge, str(observed.error))
+        shake = observed.value
+        self._greeted_again(service, shake)
+        error = shake.error
+        if isinstance(error, TlsRefused) and (later := upgrade_later(error.reply)):
+            raise TemporaryRefusal(later)
+        if error is not None:
+            raise Blocked(tls_judge if isinstance(error, TlsFailed) else hello_check(self.target, service), str(error))
+        return shake.answer
 
 
 #: How every fake password starts: the capture check knows a PASS of one is a probe's, not a login.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from mailconform import observations
+from mailconform.tlsinfo import reading_context
 from mailconform.capture import Capture
 from mailconform.targets import IMPLICIT_TLS, Target
 from mailconform import messages
@@ -165,6 +166,12 @@ class TargetRun:
         """The TLS handshake of ``service``."""
         return self.observe(("handshake", service), f"{service} TLS handshake",
                             lambda t: observations.handshake(self, t, service))
+
+    def certificate(self, service: str) -> Observed:
+        """The certificate chain ``service`` presents: a handshake of its own that does not verify,
+        so an expired, self-signed or misnamed certificate is read and judged (suites/tls)."""
+        return self.observe(("certificate", service), f"{service} TLS certificate",
+                            lambda t: observations.certificate(self, t, service, self._keylogged(reading_context())))
 
 
 def _inside(tls: bool) -> str:
