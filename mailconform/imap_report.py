@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from pathlib import Path
 
-from mailconform import messages
+from mailconform import messages, tlsinfo
 from mailconform.observations import Handshake, ImapHello
 from mailconform.targetrun import Observed, TargetRun
-from mailconform.wire.transcript import Transcript, escape_controls
+from mailconform.wire.transcript import escape_controls
 
 STEP = "E.imap-security"
 CATALOGUE = "report.imap"
@@ -46,7 +45,8 @@ class ImapFacts:
     clear: Observed | None             # greeting + CAPABILITY on imap, in clear
     upgraded: Observed | None          # greeting + CAPABILITY on imap, inside STARTTLS
     implicit: Observed | None          # greeting + CAPABILITY on imaps
-    handshakes: dict[str, Observed]    # service → its handshake observation
+    handshakes: dict[str, Observed]    # service → its handshake observation (verifying)
+    certificates: dict[str, Observed]  # service → its certificate observation (suites/tls)
     results: list[dict]                # the verdicts of E.imap-security
 
     @classmethod
@@ -54,18 +54,21 @@ class ImapFacts:
         target = run.target
         endpoints = {s: str(e) for s in ("imap", "imaps") if (e := target.endpoint(s)) is not None}
         handshakes = {s: o for s in endpoints if (o := run.observed(("handshake", s))) is not None}
+        certificates = {s: o for s in endpoints if (o := run.observed(("certificate", s))) is not None}
         return cls(target.name, endpoints, run.observed(("imap-hello", "imap", False)),
                    run.observed(("imap-hello", "imap", True)), run.observed(("imap-hello", "imaps", False)),
-                   handshakes, [r for r in run.results if r["step"] == STEP])
+                   handshakes, certificates, [r for r in run.results if r["step"] == STEP])
 
     def hello(self, observed: Observed | None) -> ImapHello | None:
         return observed.value if observed is not None and isinstance(observed.value, ImapHello) else None
 
     def facts(self, service: str):
-        """The handshake facts of ``service`` (version, cipher, certificate), or None."""
-        observed = self.handshakes.get(service)
-        shake = observed.value if observed is not None else None
-        return shake.answer if isinstance(shake, Handshake) else None
+        """The handshake facts of ``service`` (version, cipher, the chain it sent), or None."""
+        for observed in (self.handshakes.get(service), self.certificates.get(service)):
+            shake = observed.value if observed is not None else None
+            if isinstance(shake, Handshake) and shake.answer is not None:
+                return shake.answer
+        return None
 
     def outcome(self, check: str) -> str | None:
         return next((r["outcome"] for r in self.results if r["check"] == check), None)
@@ -76,21 +79,9 @@ def should_write(run: TargetRun) -> bool:
     return any(r["step"] == STEP for r in run.results)
 
 
-def write(run: TargetRun, directory: Path, stem: str) -> list[Path]:
-    """Write the report in every language into ``directory/stem/``; returns the files."""
+def render(run: TargetRun, lang: str) -> str:
+    """The report of ``run``'s target as Markdown, in ``lang``."""
     facts = ImapFacts.of(run)
-    folder = directory / stem
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for lang in messages.LANGUAGES:
-        path = folder / FILE_NAME.format(lang=lang)
-        path.write_text(render(facts, lang), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def render(facts: ImapFacts, lang: str) -> str:
-    """The report as Markdown, in ``lang``."""
     with messages.speaking(lang):
         parts = [_heading(facts), _verdicts(facts), _connection(facts), _capabilities(facts),
                  _mechanisms(facts), _history(facts)]
@@ -128,7 +119,7 @@ def _verdicts(facts: ImapFacts) -> str:
         return ""
     rows = [f"| {_say('column-check')} | {_say('column-outcome')} | {_say('column-what')} |", "|---|---|---|"]
     for result in facts.results:
-        what = result["message"] or messages.title(result["id"], fallback=result["title"])
+        what = result["message"].split("\n")[0] or messages.title(result["id"], fallback=result["title"])
         rows.append(f"| {_code(result['check'])} | **{result['outcome']}** | {_cell(what)} |")
     counts: dict[str, int] = {}
     for result in facts.results:
@@ -184,24 +175,11 @@ def _tls_sentence(facts: ImapFacts, service: str) -> str:
     return _say("tls-facts", service=service, version=shake.version, cipher=shake.cipher)
 
 
-def certificate_summary(der: bytes) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    cert = x509.load_der_x509_certificate(der)
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    return "\n".join([f"subject: {cert.subject.rfc4514_string()}", f"issuer: {cert.issuer.rfc4514_string()}",
-                      f"names: {', '.join(names)}", f"valid: {cert.not_valid_before_utc} – {cert.not_valid_after_utc}",
-                      f"sha256: {cert.fingerprint(hashes.SHA256()).hex(':')}"])
-
-
 def _certificate(facts: ImapFacts) -> str:
     for service in ("imaps", "imap"):
         shake = facts.facts(service)
-        if shake is not None and shake.certificate:
-            summary = certificate_summary(shake.certificate)
+        if shake is not None and shake.chain:
+            summary = "\n".join(tlsinfo.summary(tlsinfo.chain_of(shake.chain)))
             return f"### {_say('certificate-heading', service=service)}\n\n```text\n{summary}\n```"
     return ""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailconform import allure_report, annotate, imap_report, messages, report, suite_version
+from mailconform import allure_report, annotate, documents, messages, report, suite_version
 from mailconform.checks import ACTIVITIES, STEPS, CheckInfo, check_info, step_selection
 from mailconform.discovery import Discovery, discover
 from mailconform.discovery import apply as apply_discovery
@@ -23,7 +23,7 @@ from mailconform.grading import DEFAULT_RUBRIC, EXIT_NOT_JUDGED, Rubric, RubricE
 from mailconform.capture import Capture, file_stem
 from mailconform.mailbox import Mailbox
 from mailconform.scheduling import Shard, target_of
-from mailconform.sessions import CheckRun, ImapFactory, Pop3Factory, SmtpFactory
+from mailconform.sessions import CheckRun, ImapFactory, Pop3Factory, SmtpFactory, TlsFactory
 from mailconform.targetrun import Failure, TargetRun
 from mailconform.targets import (
     Target, TargetsError, load_targets, load_targets_file, resolve_targets, target_table, unforeseen,
@@ -383,6 +383,12 @@ def imap(check_run: CheckRun) -> ImapFactory:
 
 
 @pytest.fixture
+def tls(check_run: CheckRun) -> TlsFactory:
+    """The certificate each TLS endpoint presents (observed once per run): the ``tls.*`` checks."""
+    return TlsFactory(check_run)
+
+
+@pytest.fixture
 def mailbox(check_run: CheckRun, smtp: SmtpFactory, pop3: Pop3Factory):
     """Delivers probe messages over SMTP and finds them over POP3; removes them afterwards."""
     box = Mailbox(check_run, smtp, pop3)
@@ -676,12 +682,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     for target_run in session.config.stash[STATE].runs.values():
         if target_run.capture is not None:
             target_run.capture.stop()
-        if option.report_dir and imap_report.should_write(target_run):
-            written = imap_report.write(target_run, Path(option.report_dir), file_stem(target_run.target.name))
+        if option.report_dir:
             alluredir = getattr(option, "allure_report_dir", None)
-            if alluredir:
-                allure_report.attach_files(Path(alluredir), target_run.target.name, imap_report.STEP, written,
-                                           imap_report.ATTACHED_TO)
+            for document, paths in documents.write(target_run, Path(option.report_dir),
+                                                   file_stem(target_run.target.name)):
+                if alluredir:
+                    allure_report.attach_files(Path(alluredir), target_run.target.name, document.STEP, paths,
+                                               document.ATTACHED_TO)
 
 
 # --------------------------------------------------------------------------- results

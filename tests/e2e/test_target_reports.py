@@ -1,6 +1,7 @@
-"""The IMAP security report (``--report-dir``): written in English and Spanish from the run's
-observations and verdicts, for the reference and for a twin whose faults it must describe, and
-attached to allure.
+"""The documents of ``--report-dir``: the IMAP security report, written in English and Spanish
+from the run's observations and verdicts, for the reference and for a twin whose faults it must
+describe, and attached to allure; and the reference's TLS report (its twins' are in
+test_tls_certificates.py).
 
 Address used here: 127.0.10.57 (Dovecot with plaintext logins allowed before TLS).
 """
@@ -15,12 +16,12 @@ from fixtures.twins import MailTwin
 from suite_runner import run_suite, twin_table
 from test_reference_variants import targets_table
 
-STEP = ("--step", "E.imap-security")
+STEP = ("--step", "E.imap-security", "--step", "A2.smtp-tls", "--step", "A3.pop3-tls")
 
 
-def reports(run, target):
+def reports(run, target, document="imap-security"):
     folder = run.reports / "imap" / target
-    return {lang: (folder / f"imap-security.{lang}.md").read_text(encoding="utf-8") for lang in ("en", "es")}
+    return {lang: (folder / f"{document}.{lang}.md").read_text(encoding="utf-8") for lang in ("en", "es")}
 
 
 def run_with_reports(tmp_path, targets, targets_file=None):
@@ -49,17 +50,28 @@ def test_the_reference_report_says_what_the_server_does(reference_run):
     assert "alice-pw" not in en + es
 
 
-def test_the_report_is_attached_to_the_imap_greeting_in_allure(reference_run):
+def test_the_reference_tls_report_has_every_endpoint_alike(reference_run):
+    en = reports(reference_run, "reference", "tls")["en"]
+    rows = [line for line in en.splitlines() if line.startswith(("| smtp", "| submission", "| pop3", "| imap"))]
+    assert len(rows) == 7 and all("| ✔ |" in row and "TLSv1.3" in row for row in rows), en
+    assert "differs from the others**" not in en
+    assert "- `tls.cert.consistent`: **pass**" in en and "- `tls.names.consistent`: **pass**" in en
+    assert en.count("-----BEGIN CERTIFICATE-----") == 14  # each endpoint's certificate and the CA sent with it
+
+
+@pytest.mark.parametrize("row, document", [("imap.session.greeting", "imap-security"),
+                                           ("tls.cert.consistent", "tls")])
+def test_each_document_is_attached_to_its_row_in_allure(reference_run, row, document):
     allure = reference_run.reports / "allure"
     for path in allure.glob("*-result.json"):
         result = json.loads(path.read_text(encoding="utf-8"))
         labels = {label["name"]: label["value"] for label in result["labels"]}
-        if labels.get("check") == "imap.session.greeting":
+        if labels.get("check") == row:
             attached = {a["name"]: a["source"] for a in result.get("attachments", [])}
-            assert set(attached) >= {"imap-security.en.md", "imap-security.es.md"}
-            assert "IMAP security report" in (allure / attached["imap-security.en.md"]).read_text(encoding="utf-8")
+            assert set(attached) >= {f"{document}.en.md", f"{document}.es.md"}
+            assert "report" in (allure / attached[f"{document}.en.md"]).read_text(encoding="utf-8")
             return
-    pytest.fail("no allure result for imap.session.greeting")
+    pytest.fail(f"no allure result for {row}")
 
 
 def test_a_server_that_takes_passwords_in_clear_is_described_so(reference_variant, tmp_path):
