@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mailconform import messages, tlsinfo
+from mailconform import messages, tlsinfo, tlsprobe
 from mailconform.targetrun import TargetRun
 
 CATALOGUE = "report.tls"
@@ -28,7 +28,7 @@ def should_write(run: TargetRun) -> bool:
 def render(run: TargetRun, lang: str) -> str:
     """The report of ``run``'s target as Markdown, in ``lang``."""
     with messages.speaking(lang):
-        rows = tlsinfo.consistency_table(run)
+        rows = tlsinfo.consistency_table(run, lambda service: tlsprobe.lowest_accepted(run, service))
         parts = [f"# {_say('title', target=run.target.name)}", _say("intro"), _table(rows), _findings(run),
                  *(_certificate(run, row.service) for row in rows)]
     return "\n\n".join(part for part in parts if part) + "\n"

@@ -469,34 +469,13 @@ def consistency_rows(target: Target, presented: Mapping[str, object],
     return rows
 
 
-#: The version probes of suites/tls/test_protocols.py (mailconform.tlsprobe), lowest first: their
-#: observations are ``("tls-probe", service, name)`` with a ``.outcome`` of "accepted" or "refused".
-FLOOR_PROBES = (("tls1.0", "TLSv1"), ("tls1.1", "TLSv1.1"), ("tls1.2", "TLSv1.2"), ("tls1.3", "TLSv1.3"))
-
-
-def probed_floor(run: TargetRun) -> Callable[[str], str | None]:
-    """``floor(service)``: the lowest TLS version the endpoint accepted in this run's version probes,
-    or None unless every lower probe was made and refused (an undecided probe leaves it unknown)."""
-    def floor(service: str) -> str | None:
-        for name, version in FLOOR_PROBES:
-            observed = run.observed(("tls-probe", service, name))
-            outcome = getattr(observed.value, "outcome", None) if observed is not None else None
-            if outcome == "accepted":
-                return version
-            if outcome != "refused":
-                return None
-        return None
-
-    return floor
-
-
-def consistency_table(run: TargetRun, floor: Callable[[str], str | None] | None = None) -> list[ConsistencyRow]:
+def consistency_table(run: TargetRun, floor: Callable[[str], str | None]) -> list[ConsistencyRow]:
     """The consistency table of one target from what its run observed (no connection is made): a
-    row per endpoint whose certificate observation was made and completed a handshake.  ``floor``
-    defaults to :func:`probed_floor` (the protocol probes' observations)."""
+    row per endpoint whose certificate observation was made and completed a handshake; ``floor``
+    as in :func:`consistency_rows` (:func:`mailconform.tlsprobe.lowest_accepted`)."""
     presented = {}
     for service in TLS_ENDPOINTS:
         observed = run.observed(("certificate", service))
         if observed is not None and observed.error is None and observed.value.answer is not None:
             presented[service] = observed.value.answer
-    return consistency_rows(run.target, presented, floor or probed_floor(run))
+    return consistency_rows(run.target, presented, floor)

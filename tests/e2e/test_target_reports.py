@@ -53,7 +53,8 @@ def test_the_reference_report_says_what_the_server_does(reference_run):
 def test_the_reference_tls_report_has_every_endpoint_alike(reference_run):
     en = reports(reference_run, "reference", "tls")["en"]
     rows = [line for line in en.splitlines() if line.startswith(("| smtp", "| submission", "| pop3", "| imap"))]
-    assert len(rows) == 7 and all("| ✔ |" in row and "TLSv1.3" in row for row in rows), en
+    assert len(rows) == 7 and all("| ✔ |" in row and row.endswith("| TLSv1.3 | `TLS_AES_256_GCM_SHA384` | TLSv1.2 |")
+                                  for row in rows), en  # negotiated 1.3; 1.0 and 1.1 refused, 1.2 accepted
     assert "differs from the others**" not in en
     assert "- `tls.cert.consistent`: **pass**" in en and "- `tls.names.consistent`: **pass**" in en
     assert en.count("-----BEGIN CERTIFICATE-----") == 14  # each endpoint's certificate and the CA sent with it

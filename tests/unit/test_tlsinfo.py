@@ -157,7 +157,7 @@ def test_the_description_shows_pem_and_a_summary_and_no_key(made):
     lines = tlsinfo.describe(made["untrusted"][0])
     text = "\n".join(lines)
     assert text.count("-----BEGIN CERTIFICATE-----") == 2 and "PRIVATE" not in text
-    assert lines[-7].startswith(f"certificate 2 of 2 (sent with it): subject CN=an untrusted CA")
+    assert lines[-7].startswith("certificate 2 of 2 (sent with it): subject CN=an untrusted CA")
     assert f"names (subjectAltName): {NAME}, {ADDRESS}" in text and "SHA-256 fingerprint: " in text
     assert "(self-signed)" in text and "key: EC secp256r1 (256 bits); signature: ecdsa-with-SHA256" in text
 
@@ -214,17 +214,6 @@ class ProbeOutcome:
     outcome: str
 
 
-@pytest.mark.parametrize("outcomes, floor", [
-    ({}, None),
-    ({"tls1.0": "refused", "tls1.1": "refused", "tls1.2": "accepted"}, "TLSv1.2"),
-    ({"tls1.0": "accepted"}, "TLSv1"),
-    ({"tls1.0": "unavailable", "tls1.1": "refused", "tls1.2": "accepted"}, None),  # 1.0 could not be tried
-    ({"tls1.1": "refused", "tls1.2": "accepted"}, None),                           # 1.0 was not probed
-])
-def test_the_tls_floor_comes_from_the_version_probes(outcomes, floor):
-    assert tlsinfo.probed_floor(_Probed(None, outcomes))("smtp") == floor
-
-
 def test_the_table_reads_only_what_the_run_observed(tmp_path, made):
     targets = tmp_path / "targets.toml"
     targets.write_text(f'[targets.lab]\nhost = "{NAME}"\n[targets.lab.services]\nsmtp = 25\nimaps = 993\n')
@@ -233,7 +222,7 @@ def test_the_table_reads_only_what_the_run_observed(tmp_path, made):
     shake = Handshake(None, HandshakeFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", chain[0], chain), None)
     run = _Probed(target, {"tls1.0": "refused", "tls1.1": "refused", "tls1.2": "accepted"},
                   Observed(shake, None, Transcript("certificate")))
-    [row] = tlsinfo.consistency_table(run)
+    [row] = tlsinfo.consistency_table(run, lambda service: "TLSv1.2")
     assert (row.service, row.endpoint, row.covers, row.floor) == ("smtp", f"{NAME}:25", {NAME: True}, "TLSv1.2")
 
 
