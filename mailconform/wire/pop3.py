@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import ssl
 from base64 import b64encode
+from hashlib import md5
 from dataclasses import dataclass
 
 from mailconform.wire.connection import Connection
@@ -18,6 +19,11 @@ MAX_HEADER_OCTETS = 1024 * 1024          # headers (TOP n 0), capabilities, list
 MAX_MULTILINE_LINES = 500_000            # a 100 000-message LIST fits; an endless one does not
 _STATUS = re.compile(rb"^(\+OK|-ERR)(?: (.*))?\r?\n$", re.S)
 _RESP_CODE = re.compile(r"^\[([A-Z0-9/-]+)\]")
+#: RFC 1939 §7: the APOP timestamp in the greeting, "a msg-id as defined in RFC 822".
+_TIMESTAMP = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+#: RFC 1939 §7 (UIDL): "The unique-id of a message is an arbitrary server-determined string,
+#: consisting of one to 70 characters in the range 0x21 to 0x7E".
+_UNIQUE_ID = re.compile(r"[\x21-\x7e]{1,70}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,15 @@ class Pop3Session(MailboxCommands, Session):
         reply = self.user(user)
         return self.pass_(password) if reply.ok else reply
 
+    def apop(self, user: str, password: str | Secret) -> Pop3Reply:
+        """APOP (RFC 1939 §7): the MD5 digest of the greeting's timestamp and the password, which is
+        never recorded.  A greeting without a timestamp raises ValueError (nothing is sent)."""
+        stamp = apop_timestamp(self.greeting.text)
+        if stamp is None:
+            raise ValueError("the greeting carries no APOP timestamp")
+        digest = md5((stamp + reveal(password)).encode()).hexdigest()
+        return self.command(Secret(f"APOP {user} {digest}"), redacted=f"APOP {user} {REDACTED}")
+
     def auth_plain(self, user: str, password: str | Secret) -> Pop3Reply:
         """AUTH PLAIN with the initial response on the command line (RFC 5034 §4, RFC 4616); the
         payload is never recorded.  A server that answers with an empty challenge (``+``) instead
@@ -153,6 +168,10 @@ class Pop3Session(MailboxCommands, Session):
         scans = [parse_scan_listing(line) for line in listing.lines] if listing.ok else []
         return [scan[0] for scan in scans if scan]
 
+    def uidl(self, number: int | None = None) -> Pop3Reply:
+        """UIDL for one message (a status line) or for all (a multi-line unique-id listing)."""
+        return self.command(f"UIDL {number}") if number is not None else self.multiline("UIDL", MAX_MULTILINE_OCTETS)
+
     def retr(self, number: int) -> Pop3Reply:
         return self.multiline(f"RETR {number}", MAX_MULTILINE_OCTETS)
 
@@ -169,3 +188,19 @@ def parse_scan_listing(text: bytes | str) -> tuple[int, int] | None:
     value = text.decode("ascii", "replace") if isinstance(text, bytes) else text
     match = re.fullmatch(r"(\d+) (\d+)(?: .*)?", value.rstrip("\r\n"))
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def parse_unique_id_listing(text: bytes | str) -> tuple[int, str] | None:
+    """``"1 whqtswO00WBw418f9t5JxYwZ"`` → (1, "whqtswO00WBw418f9t5JxYwZ"): RFC 1939 §7 unique-id
+    listing, the message number, a single space and the unique-id (1–70 octets 0x21–0x7E)."""
+    value = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+    number, _, unique_id = value.rstrip("\r\n").partition(" ")
+    if not number.isdigit() or not _UNIQUE_ID.fullmatch(unique_id):
+        return None
+    return int(number), unique_id
+
+
+def apop_timestamp(greeting_text: str) -> str | None:
+    """The ``<...@...>`` timestamp of an APOP-capable server's greeting (RFC 1939 §7), or None."""
+    match = _TIMESTAMP.search(greeting_text)
+    return match.group(0) if match else None

@@ -1,6 +1,7 @@
 """A3.auth-methods — how POP3 lets a client log in: CAPA read whole, no cleartext credentials before
 TLS (USER/PASS and AUTH PLAIN with made-up credentials are refused without being checked), SASL
-AUTH PLAIN with the account inside TLS, and the mechanisms offered there judged.
+AUTH PLAIN with the account inside TLS, the mechanisms offered there judged, and APOP when the
+greeting offers it.
 
 The probes before TLS use the decoy user and a fake password, never the account's; they run last
 (order=LAST), and one that a server would evaluate is counted in the target's failed-login budget.
@@ -8,8 +9,10 @@ The probes before TLS use the decoy user and a fake password, never the account'
 
 import re
 
-from mailconform.checks import LAST, check, expect, say
+from mailconform.checks import LAST, NotApplicable, check, expect, say
 from mailconform.sessions import DECOY_USER, fake_password
+from mailconform.wire.pop3 import apop_timestamp
+from suites.pop3 import listed
 
 STEP = "A3.auth-methods"
 #: CAPA tags reported in the transcript (RFC 2449 §6, RFC 5034 §3).
@@ -24,10 +27,6 @@ NOT_WITHOUT_TLS = re.compile(r"plain ?text|clear ?text|clear-text|disallowed|dis
 
 def mechanisms(capabilities: dict[str, str]) -> set[str]:
     return {word.upper() for word in capabilities.get("SASL", "").split()}
-
-
-def listed(capabilities: dict[str, str]) -> str:
-    return ", ".join(f"{name} {args}".strip() for name, args in capabilities.items()) or "(nothing)"
 
 
 #: Words of a refusal that says the credentials were wrong, i.e. that they were checked.
@@ -150,3 +149,30 @@ def test_the_mechanisms_inside_tls_are_sound(pop3):
     expect("ANONYMOUS" not in offered, "anonymous", actual=shown, service=service)
     weak = offered & WEAK_MECHANISMS
     expect(not weak, "weak", tolerated=True, weak=" ".join(sorted(weak)), service=service)
+
+
+@check("pop3.auth.apop", step=STEP, rfc="1939#7", level="MUST", severity="medium", catalogue="POP-APOP-TIMESTAMP")
+def test_apop_works_and_is_md5(pop3):
+    """RFC 1939 §7 (APOP): "A POP3 server which implements the APOP command will include a timestamp
+    in its banner greeting.  The syntax of the timestamp corresponds to the `msg-id' in [RFC822],
+    and MUST be different each time the POP3 server issues a banner greeting."  The client sends
+    the MD5 digest of that timestamp and the password: the password never crosses, but the server
+    must keep it retrievable, and MD5 is broken (RFC 6151).  Judged only when the greeting carries
+    a timestamp: two greetings carry different ones (the same one twice makes a digest replayable),
+    the account's APOP inside TLS (STLS, else POP3S) is answered +OK, and APOP is warned about.
+    """
+    user, password = pop3.credentials()
+    service = "pop3" if pop3.target.endpoint("pop3") else "pop3s"
+    greeting = pop3.hello(service).greeting
+    first = apop_timestamp(greeting.text)
+    if first is None:
+        raise NotApplicable(say("no-timestamp", greeting=greeting, service=service))
+    pop3.login_works()
+    session = pop3.secured(service)
+    second = apop_timestamp(session.greeting.text)
+    expect(second is not None, "timestamp-gone", actual=str(session.greeting), service=service)
+    expect(second != first, "same-timestamp", timestamp=first, service=service)
+    expect(session.apop(user, password), "refused", user=user, service=service).ok()
+    expect(session.stat(), "stat-refused", service=service).ok()
+    session.quit()
+    expect(False, "md5", tolerated=True, service=service)

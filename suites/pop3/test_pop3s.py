@@ -3,12 +3,9 @@
 
 from mailconform.checks import check, expect, say
 from mailconform.wire import TlsFailed
+from suites.pop3 import listed
 
 STEP = "A3.pop3s"
-
-
-def listed(capabilities: dict[str, str]) -> str:
-    return ", ".join(f"{name} {args}".strip() for name, args in capabilities.items()) or "(nothing)"
 
 
 @check("pop3.pop3s.implicit-tls", step=STEP, rfc="8314#3.1", level="SHOULD", severity="high",

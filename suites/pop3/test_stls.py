@@ -7,14 +7,11 @@ from mailconform.observations import TlsRefused
 from mailconform.sessions import POP3_STLS_CHECK
 from mailconform.wire import TlsFailed, WireError
 from mailconform.wire.pop3 import parse_status
+from suites.pop3 import listed
 
 STEP = "A3.stls"
 INJECTION_WAIT = 0.3  # seconds to listen inside TLS for a reply nobody asked for (the injected NOOP's)
 LATE_WAIT = 0.1       # after CAPA: a reply left over means the injected one came first, late
-
-
-def listed(capabilities: dict[str, str]) -> str:
-    return ", ".join(f"{name} {args}".strip() for name, args in capabilities.items()) or "(nothing)"
 
 
 @check("pop3.stls.handshake", step=STEP, rfc="2595#4", level="policy", severity="high", catalogue="POP-STLS",

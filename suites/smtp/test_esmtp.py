@@ -4,7 +4,7 @@ where they belong, SIZE enforced, enhanced status codes, the rest reported; VRFY
 import re
 import secrets
 
-from mailconform.checks import check, expect
+from mailconform.checks import LAST, check, expect
 from mailconform.sessions import DECOY_USER, fake_password
 
 STEP = "A2.esmtp"
@@ -55,18 +55,20 @@ def test_plaintext_auth_is_not_offered_before_tls(smtp, endpoint):
     expect(not offered, "offered", mechanisms=" ".join(sorted(offered)), endpoint=endpoint)
 
 
+# Last: where the server offers PLAIN or LOGIN in clear it evaluates the decoy's AUTH, a failed login
+# (Dovecot, the usual SASL backend of Postfix, then slows every later login from this address).
 @check("smtp.esmtp.auth-refused-before-tls", step=STEP, rfc="4954#4", level="MUST", severity="critical",
-       endpoints=("smtp", "submission"), catalogue="EXT-AUTH-PRETLS-REFUSED")
-def test_plaintext_auth_is_refused_before_tls(smtp, check_run, endpoint):
+       endpoints=("smtp", "submission"), order=LAST, catalogue="EXT-AUTH-PRETLS-REFUSED")
+def test_plaintext_auth_is_refused_before_tls(smtp, endpoint):
     """RFC 4954 §4: "A server implementation MUST implement a configuration in which it does NOT
     permit any plaintext password mechanisms, unless either the STARTTLS command has been negotiated
     or some other mechanism that protects the session from password snooping has been provided."
     Probed with made-up credentials: a refusal that says they were checked (535) is a finding too.
     """
     session = smtp.session(endpoint)
-    if mechanisms(session.extensions) & PLAINTEXT_MECHANISMS:
-        check_run.target_run.spend_failed_login()  # an offered mechanism checks what it is given
-    reply = session.auth_plain(DECOY_USER, fake_password())
+    offered = mechanisms(session.extensions) & PLAINTEXT_MECHANISMS
+    password = smtp.wrong_password() if offered else fake_password()  # an offered mechanism checks what it gets
+    reply = session.auth_plain(DECOY_USER, password)
     expect(reply.code != 235, "accepted", reply=reply, endpoint=endpoint)
     expect(reply.code != BAD_CREDENTIALS, "evaluated", actual=str(reply), endpoint=endpoint)
     expect(reply, "not-refused", endpoint=endpoint).code(*NOT_EVALUATED)

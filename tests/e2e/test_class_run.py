@@ -41,12 +41,12 @@ REFERENCE_ROW = {"name": "reference", "host": "127.0.10.2", "domain": "mailconfo
                  "account.password": "alice-pw", "account.address": "alice@mailconform.test"}
 #: Twin rows: fault → the grade it must get (score, max) under the default rubric.  No domain, so
 #: A1.mx is not graded: 10 points for A1.smtp-session, 10 for A1.pop3-session.  Check weights:
-#: high 3, medium 2, low 1, critical 4; A1.smtp-session weighs 10×3 + 2 + 1 = 33, A1.pop3-session
-#: 7×3 + 2 + 4 = 27.
+#: high 3, medium 2, low 1, critical 4, info 0; A1.smtp-session weighs 10×3 + 2 + 1 = 33,
+#: A1.pop3-session 7×3 + 2×2 + 1 + 4 + 0 = 30.
 TWIN_GRADES = {
     "noop-500": (19.7, 20.0),            # NOOP (low) fails: 10 × 32/33 + 10
-    "pop3-any-password": (18.52, 20.0),  # the bad password (critical) is let in: 10 + 10 × 23/27
-    "greeting-554": (5.56, 20.0),        # no SMTP at all: 0, and POP3's delivery checks are blocked: 10 × 15/27
+    "pop3-any-password": (18.67, 20.0),  # the bad password (critical) is let in: 10 + 10 × 26/30
+    "greeting-554": (5.0, 20.0),         # no SMTP at all: 0, and POP3's delivery checks are blocked: 10 × 15/30
 }
 
 

@@ -1,18 +1,18 @@
 """E.imap-security against the reference and its broken twins (one Dovecot setting wrong each).
 
 Addresses used here: 127.0.10.50 plaintext LOGIN allowed, 127.0.10.51 no imaps listener,
-127.0.10.52 CRAM-MD5 offered, 127.0.10.54 a scripted server greeting PREAUTH in clear.
+127.0.10.52 CRAM-MD5 offered.  The scripted IMAP twins (PREAUTH in clear, STARTTLS injection,
+STARTTLS and LOGINDISABLED still listed inside TLS) listen on ephemeral ports of 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import socketserver
-import threading
-
+from fixtures.zoo.imap import ImapTwin
 from suite_runner import listed_checks, run_suite
 from test_reference_variants import targets_table
 
 STEP = ("--step", "E.imap-security")
+PASSWORD = "imap-twin-pw-5521"
 
 
 def run_variant(reference_variant, tmp_path, name, address, extra_services="", **overrides):
@@ -50,7 +50,10 @@ def test_a_missing_imaps_listener_fails_implicit_tls(reference_variant, tmp_path
     from fixtures.reference import LISTENERS
     run = run_variant(reference_variant, tmp_path, "no-imaps", "127.0.10.51", extra_services="imaps = 993\n",
                       listeners=tuple(name for name in LISTENERS if name != "imaps"))
-    assert judged(run) == {"imap.imaps.implicit-tls": "fail", "imap.login.account@imaps": "blocked"}, run.output
+    tls_checks = {check: outcome for check, outcome in judged(run).items() if check.startswith("tls.")}
+    assert set(tls_checks.values()) <= {"blocked"}, run.output  # the TLS checks of imaps, by its handshake
+    assert {check: outcome for check, outcome in judged(run).items() if check not in tls_checks} == {
+        "imap.imaps.implicit-tls": "fail", "imap.login.account@imaps": "blocked"}, run.output
 
 
 def test_cram_md5_offered_is_a_warning(reference_variant, tmp_path):
@@ -60,40 +63,44 @@ def test_cram_md5_offered_is_a_warning(reference_variant, tmp_path):
     assert "CRAM-MD5" in run.message("twin", "imap.auth.mechanisms")
 
 
-class _PreauthServer(socketserver.ThreadingTCPServer):
-    """A scripted IMAP server that greets PREAUTH in clear (logged in without a password)."""
+def run_imap_twin(tmp_path, *faults):
+    """E.imap-security against a scripted IMAP server (fixtures/zoo/imap.py ImapTwin) on an ephemeral
+    loopback port, wrong in ``faults``; its certificate verifies against its own throwaway CA."""
+    with ImapTwin(faults, password=PASSWORD) as twin:
+        targets = tmp_path / "targets.toml"
+        targets.write_text(f'[targets.twin]\nhost = "{twin.host}"\ntimeout = 3\n'
+                           f'[targets.twin.services]\nimap = {twin.port}\n'
+                           f'[targets.twin.tls]\nca_file = "{twin.pki.ca_file}"\nserver_name = "{twin.server_name}"\n'
+                           f'[targets.twin.account]\nuser = "alice"\npassword = "{PASSWORD}"\n')
+        return run_suite(tmp_path / "reports", ["twin"], targets, *STEP)
 
-    allow_reuse_address = True
-    daemon_threads = True
+
+def failed_or_warned(run):
+    return {check: outcome for check, outcome in judged(run).items() if outcome in ("fail", "warn")}
 
 
-class _PreauthHandler(socketserver.StreamRequestHandler):
-    def handle(self):
-        self.wfile.write(b"* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] logged in as alice\r\n")
-        for line in self.rfile:
-            tag, _, command = line.decode("ascii", "replace").strip().partition(" ")
-            if command.upper().startswith("LOGOUT"):
-                self.wfile.write(f"* BYE bye\r\n{tag} OK LOGOUT completed\r\n".encode())
-                return
-            if command.upper().startswith("CAPABILITY"):
-                self.wfile.write(f"* CAPABILITY IMAP4rev1 STARTTLS\r\n{tag} OK done\r\n".encode())
-            else:
-                self.wfile.write(f"{tag} BAD unknown\r\n".encode())
+def test_a_correct_imap_twin_passes(tmp_path):
+    run = run_imap_twin(tmp_path)
+    assert set(judged(run).values()) <= {"not_applicable"}, run.output  # no imaps, no ID, nothing in INBOX
+    assert run.checks_with("twin", "pass") >= {"imap.starttls.injection", "imap.starttls.capability-after",
+                                                "imap.auth.plain", "imap.login.cleartext-refused"}, run.output
 
 
 def test_a_preauth_greeting_in_clear_fails(tmp_path):
-    server = _PreauthServer(("127.0.10.54", 143), _PreauthHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        targets = tmp_path / "targets.toml"
-        targets.write_text('[targets.preauth]\nhost = "127.0.10.54"\ntimeout = 5\n'
-                           '[targets.preauth.services]\nimap = 143\n')
-        run = run_suite(tmp_path / "reports", ["preauth"], targets, *STEP)
-    finally:
-        server.shutdown()
-        server.server_close()
-    outcomes = run.outcomes("preauth")
-    assert run.checks_with("preauth", "fail") == {"imap.session.greeting"}, outcomes
-    assert "PREAUTH" in run.message("preauth", "imap.session.greeting")
-    assert run.checks_with("preauth", "pass") == set(), outcomes
+    run = run_imap_twin(tmp_path, "preauth")
+    outcomes = run.outcomes("twin")
+    assert run.checks_with("twin", "fail") == {"imap.session.greeting"}, outcomes
+    assert "PREAUTH" in run.message("twin", "imap.session.greeting")
+    assert run.checks_with("twin", "pass") == set(), outcomes
+
+
+def test_plaintext_answered_inside_tls_is_injection(tmp_path):
+    run = run_imap_twin(tmp_path, "starttls-injection")
+    assert failed_or_warned(run) == {"imap.starttls.injection": "fail"}, run.output
+    assert "NOOP" in run.message("twin", "imap.starttls.injection")
+
+
+def test_starttls_and_logindisabled_listed_inside_tls_fail(tmp_path):
+    run = run_imap_twin(tmp_path, "tls-capabilities")
+    assert failed_or_warned(run) == {"imap.starttls.capability-after": "fail"}, run.output
+    assert "STARTTLS" in run.message("twin", "imap.starttls.capability-after")

@@ -181,3 +181,51 @@ def test_capa_keeps_capability_names_upper_case_with_arguments(pop3_pair):
     server.sendall(b"+OK\r\nUSER\r\nsasl PLAIN LOGIN\r\nSTLS\r\n.\r\n")
     session.capa()
     assert session.capabilities == {"USER": "", "SASL": "PLAIN LOGIN", "STLS": ""}
+
+
+@pytest.mark.parametrize("text, listing", [
+    ("1 whqtswO00WBw418f9t5JxYwZ", (1, "whqtswO00WBw418f9t5JxYwZ")),   # RFC 1939 §7's example
+    (b"2 QhdPYR:00WBw1Ph7x7\r\n", (2, "QhdPYR:00WBw1Ph7x7")),
+    ("3 " + "x" * 70, (3, "x" * 70)),
+])
+def test_unique_id_listing_is_parsed(text, listing):
+    assert pop3.parse_unique_id_listing(text) == listing
+
+
+@pytest.mark.parametrize("text", ["1", "1 ", "x abc", "1 two words", "1 " + "x" * 71, "1 caf\u00e9"])
+def test_malformed_unique_id_listing_is_none(text):
+    assert pop3.parse_unique_id_listing(text) is None
+
+
+def test_apop_sends_the_rfc_1939_digest_and_never_records_it():
+    """RFC 1939 §7's example: timestamp <1896.697170952@dbc.mtview.ca.us>, secret tanstaaf."""
+    ours, server = socket.socketpair()
+    greeting = parse_status(b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n")
+    session = Pop3Session(Connection(ours, Transcript("pop3 test"), timeout=TIMEOUT), greeting)
+    try:
+        server.sendall(b"+OK maildrop has 1 message (369 octets)\r\n")
+        assert session.apop("mrose", "tanstaaf").ok
+        assert server.recv(100) == b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"
+        assert "c4c9334bac560ecc979e58001b3e22fb" not in session.transcript.render()
+        assert "APOP mrose ***" in session.transcript.render()
+    finally:
+        session.close()
+        server.close()
+
+
+def test_apop_without_a_timestamp_sends_nothing(pop3_pair):
+    session, server = pop3_pair
+    assert pop3.apop_timestamp("hi") is None
+    with pytest.raises(ValueError):
+        session.apop("alice", "pw")
+    server.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        server.recv(10)
+
+
+def test_uidl_for_one_message_and_for_all(pop3_pair):
+    session, server = pop3_pair
+    server.sendall(b"+OK 1 abc\r\n+OK\r\n1 abc\r\n2 def\r\n.\r\n")
+    assert session.uidl(1).text == "1 abc"
+    assert session.uidl().lines == (b"1 abc", b"2 def")
+    assert server.recv(100) == b"UIDL 1\r\nUIDL\r\n"

@@ -1,6 +1,8 @@
 """Smoke tests of the scripted broken twins: the default behaves, each fault changes what it claims."""
 
+import hashlib
 import socket
+import ssl
 import time
 
 import dns.flags
@@ -266,6 +268,114 @@ def test_pop3_dele_ignored_keeps_mail(twin_factory):
     client.send(b"DELE 1", b"QUIT")
     assert client.line().startswith(b"+OK") and client.line() == b"+OK bye\r\n"
     assert len(twin.mailbox("alice")) == 1
+
+
+def uidl_listing(twin):
+    """The unique-id listing of one new POP3 session."""
+    client, _ = pop3_login(twin)
+    client.send(b"UIDL")
+    assert client.line().startswith(b"+OK")
+    listing = client.multiline()
+    client.close()
+    return listing
+
+
+@pytest.mark.parametrize("fault, stable", [((), True), (("pop3-uidl-unstable",), False)])
+def test_uidl_is_stable_unless_unstable(twin_factory, fault, stable):
+    twin = twin_factory(*fault)
+    send_message(twin)
+    first, second = uidl_listing(twin), uidl_listing(twin)
+    assert len(first) == 1 and first[0].startswith(b"1 twin-")
+    assert (first == second) is stable
+
+
+@pytest.mark.parametrize("fault, lines", [((), 1), (("pop3-top-whole",), 2)])
+def test_top_sends_n_body_lines_unless_whole(twin_factory, fault, lines):
+    twin = twin_factory(*fault)
+    send_message(twin)
+    client, _ = pop3_login(twin)
+    client.send(b"TOP 1 1")
+    assert client.line().startswith(b"+OK")
+    assert client.multiline()[-lines - 1:] == MESSAGE[1:][:lines + 1]
+    client.close()
+
+
+@pytest.mark.parametrize("fault, second", [((), b"+OK"), (("pop3-in-use-no-code",), b"-ERR maildrop already locked")])
+def test_a_second_login_works_unless_the_maildrop_is_locked(twin_factory, fault, second):
+    twin = twin_factory(*fault)
+    first, reply = pop3_login(twin)
+    assert reply.startswith(b"+OK")
+    other, reply = pop3_login(twin)
+    assert reply.startswith(second)
+    other.close()
+    first.send(b"QUIT")
+    assert first.line() == b"+OK bye\r\n"
+    first.close()
+    third, reply = pop3_login(twin)  # the lock went with the session that held it
+    assert reply.startswith(b"+OK")
+    third.close()
+
+
+def test_apop_replayable_offers_the_same_timestamp_every_time(twin_factory):
+    default = Client(twin_factory().pop3_port)
+    assert b"<" not in default.line()
+    default.send(b"APOP alice 0123")
+    assert default.line().startswith(b"-ERR unknown")
+    twin = twin_factory("pop3-apop-replayable")
+    greetings = []
+    for password, reply in ((b"alice-pw", b"+OK 0 messages"), (b"wrong", b"-ERR [AUTH]")):
+        client = Client(twin.pop3_port)
+        greetings.append(client.line())
+        digest = hashlib.md5(b"<1.1@mail.twin.test>" + password).hexdigest().encode()
+        client.send(b"APOP alice " + digest)
+        assert client.line().startswith(reply)
+        client.close()
+    assert greetings[0] == greetings[1] == b"+OK twin POP3 ready <1.1@mail.twin.test>\r\n"
+
+
+def pop3_stls(twin, pipelined=b""):
+    """A POP3 client after STLS (verified against the twin's CA), and the CAPA list inside TLS."""
+    client = Client(twin.pop3_port)
+    client.line()
+    client.send(b"CAPA")
+    assert client.line().startswith(b"+OK") and b"STLS" in client.multiline()
+    client.sock.sendall(b"STLS\r\n" + pipelined)
+    assert client.line().startswith(b"+OK")
+    context = ssl.create_default_context(cafile=twin.ca_file)
+    client.sock = context.wrap_socket(client.sock, server_hostname=twin.server_name)
+    client.file = client.sock.makefile("rb")
+    return client
+
+
+def test_pop3_has_no_stls_unless_named(twin_factory):
+    client = Client(twin_factory().pop3_port)
+    client.line()
+    client.send(b"CAPA", b"STLS")
+    assert client.line().startswith(b"+OK") and b"STLS" not in client.multiline()
+    assert client.line().startswith(b"-ERR unknown")
+    client.close()
+
+
+@pytest.mark.parametrize("fault, listed", [(("pop3-stls",), False), (("pop3-stls-capa-after",), True)])
+def test_stls_and_capa_inside_tls(twin_factory, fault, listed):
+    client = pop3_stls(twin_factory(*fault))
+    client.send(b"CAPA")
+    assert client.line().startswith(b"+OK")
+    assert (b"STLS" in client.multiline()) is listed
+    client.send(b"STLS")
+    assert client.line().startswith(b"-ERR")
+    client.send(b"USER alice", b"PASS alice-pw", b"STAT")
+    assert [client.line()[:3] for _ in range(3)] == [b"+OK"] * 3
+    client.close()
+
+
+@pytest.mark.parametrize("fault, injected", [(("pop3-stls",), False), (("pop3-stls-injection",), True)])
+def test_plaintext_after_stls_is_discarded_unless_injection(twin_factory, fault, injected):
+    client = pop3_stls(twin_factory(*fault), pipelined=b"CAPA\r\n")
+    client.send(b"NOOP")
+    first = client.line()
+    assert first.startswith(b"+OK capability list") is injected, first
+    client.close()
 
 
 def test_bad_settings_are_refused():

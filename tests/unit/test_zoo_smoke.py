@@ -9,6 +9,7 @@ import pytest
 
 from fixtures.zoo import ZOO, ZooServer
 from fixtures.zoo.hostile import SlowGreeting
+from fixtures.zoo.imap import ImapTwin
 
 TIMEOUT = 2.0
 QUIET = 0.3  # how long "says nothing" is watched
@@ -532,3 +533,44 @@ def test_stop_is_prompt_while_a_member_waits(zoo, name, protocol):
     client = Client(server)
     time.sleep(0.1)  # the session is waiting now
     assert_stops_promptly(server, client)
+
+
+def imap_after_starttls(twin, pipelined=""):
+    """A client of an ImapTwin after STARTTLS (verified against the twin's CA); the CAPABILITY lines
+    before TLS are checked on the way."""
+    client = Client(twin)
+    assert client.line().startswith("* OK ")
+    client.send("a1 CAPABILITY", "a2 LOGIN alice " + PASSWORD)
+    assert client.line() == "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED" and client.line().startswith("a1 OK")
+    assert client.line().startswith("a2 NO [PRIVACYREQUIRED]")
+    client.sock.sendall(b"a3 STARTTLS\r\n" + pipelined.encode())
+    assert client.line().startswith("a3 OK")
+    client.sock = ssl.create_default_context(cafile=twin.pki.ca_file).wrap_socket(
+        client.sock, server_hostname=twin.server_name)
+    return client
+
+
+@pytest.mark.parametrize("faults, stale", [((), ""), (("tls-capabilities",), " STARTTLS LOGINDISABLED")])
+def test_the_imap_twin_upgrades_and_offers_plain_inside_tls(faults, stale):
+    with ImapTwin(faults, password=PASSWORD) as twin:
+        client = imap_after_starttls(twin)
+        plain = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+        client.send("b1 CAPABILITY", f"b2 AUTHENTICATE PLAIN {plain}", "b3 SELECT INBOX", "b4 STARTTLS")
+        assert client.line() == "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR" + stale
+        assert [client.line()[:5] for _ in range(6)] == ["b1 OK", "b2 OK", "* FLA", "* 0 E", "* 0 R", "b3 OK"]
+        assert client.line().startswith("b4 BAD")
+        client.close()
+
+
+@pytest.mark.parametrize("faults, first", [((), "c1 BAD"), (("starttls-injection",), "x1 OK NOOP")])
+def test_the_imap_twin_discards_plaintext_after_starttls_unless_injection(faults, first):
+    with ImapTwin(faults, password=PASSWORD) as twin:
+        client = imap_after_starttls(twin, pipelined="x1 NOOP\r\n")
+        client.send("c1 BOGUS")
+        assert client.line().startswith(first)
+        client.close()
+
+
+def test_the_imap_twin_refuses_unknown_faults():
+    with pytest.raises(ValueError, match="no-such.*known: preauth"):
+        ImapTwin({"no-such"})
