@@ -99,7 +99,9 @@ def greeting_check(target: Target, service: str) -> str:
     protocol = PROTOCOL_OF[service]
     check_id, judged = GREETING_CHECKS[protocol]
     judged = judged or pop3_greeting_service(target)
-    return check_id if service == judged else f"{check_id}@{service}"
+    if service == judged:
+        return check_id
+    return IMPLICIT_TLS_JUDGES.get(service, f"{check_id}@{service}")  # pop3s beside pop3: its own check
 
 
 @dataclass
@@ -478,6 +480,14 @@ class Pop3Factory(_ServiceFactory):
     def hello(self, service: str | None = None) -> Pop3Hello:
         """The greeting and CAPA (observed once per run); a wire error is the caller's to judge."""
         return self._hello(service or self.greeting_service(), self.target_run.pop3_hello)
+
+    def greeted_hello(self, service: str | None = None) -> Pop3Hello:
+        """The greeting and CAPA observation, blocked by the greeting check unless the server greeted
+        +OK and went on answering: for the checks that read CAPA but do not judge the greeting."""
+        service = service or self.greeting_service()
+        hello = self._usable(service, self.target_run.pop3_hello)
+        self.run.shows(self.target_run.pop3_hello(service))
+        return hello
 
     def answering_hello(self) -> Pop3Hello:
         """The greeting observation of a server that goes on answering after it: one that greets and

@@ -19,6 +19,10 @@ MAX_LINE = 8192  # octets; RFC 5321 and RFC 1939 allow 512, real servers stay fa
 #: A server that sends less than this (octets per second of the timeout) while a reply is awaited
 #: has stalled — silent, or dripping a byte at a time; a long reply that flows is only slow.
 STALL_RATE = 1024
+#: Timeouts a reply to credentials (PASS, APOP, AUTH, LOGIN: whatever is sent as a Secret) may take:
+#: servers delay a refused login on purpose (Dovecot auth_failure_delay 2 s, Courier 5 s), and that
+#: delay is no stall.
+CREDENTIALS_PATIENCE = 3
 LOOPBACK_ONLY_ENV = "MAILCONFORM_LOOPBACK_ONLY"  # set (the self-tests do): refuse any other address
 
 
@@ -53,6 +57,7 @@ class Connection:
         self.last_command = ""     # what the client sent last, as the transcript shows it
         self._received_since_send = 0  # octets that came back since the client last sent something
         self._sent_at = time.monotonic()  # when the client last sent something (or connected)
+        self.patience = 1          # timeouts the reply to what was sent last may take
 
     @classmethod
     def open(cls, host: str, port: int, *, timeout: float, transcript: Transcript, source: str | None = None,
@@ -107,6 +112,7 @@ class Connection:
         self.last_command = (shown or "***").split(" ")[0].strip()[:20]
         self._received_since_send = 0
         self._sent_at = time.monotonic()
+        self.patience = CREDENTIALS_PATIENCE if isinstance(data, Secret) else 1
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(reveal(data))
@@ -127,7 +133,9 @@ class Connection:
             return None
 
     def deadline(self, seconds: float | None = None) -> float:
-        return time.monotonic() + (self.timeout if seconds is None else seconds)
+        """When a reply must be complete: ``seconds`` from now, else the timeout (times the patience
+        a reply to credentials is given)."""
+        return time.monotonic() + (self.timeout * self.patience if seconds is None else seconds)
 
     @property
     def buffer(self) -> bytes:

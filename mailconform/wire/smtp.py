@@ -237,7 +237,7 @@ class SmtpSession(MailboxCommands, Session):
 def read_reply(connection: Connection, patience: float = 1) -> SmtpReply:
     """Read lines until the last line of one reply; the whole reply must come within ``patience``
     timeouts."""
-    deadline = connection.deadline(patience * connection.timeout)
+    deadline = connection.deadline(max(patience, connection.patience) * connection.timeout)
     lines = []
     while True:
         line = connection.readline(deadline)

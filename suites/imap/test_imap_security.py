@@ -74,7 +74,8 @@ def test_login_in_clear_is_refused_without_evaluation(imap):
     "Server sites SHOULD NOT use any configuration that permits the LOGIN command without such a
     protection mechanism against password snooping."  RFC 5530: PRIVACYREQUIRED.  A LOGIN with
     made-up credentials before TLS is answered NO (ideally [PRIVACYREQUIRED]) or BAD; NO
-    [AUTHENTICATIONFAILED] shows the password was checked, in clear.
+    [AUTHENTICATIONFAILED] shows the password was checked, in clear — and so does a plain NO from a
+    server that does not announce LOGINDISABLED (Courier-IMAP's "NO Login failed.").
     """
     at = where(imap, "imap")
     hello = imap.greeted_hello("imap")
@@ -86,6 +87,8 @@ def test_login_in_clear_is_refused_without_evaluation(imap):
     code = (response.resp_code or "").upper()
     expect(code != "AUTHENTICATIONFAILED", "evaluated", actual=str(response), endpoint=at)
     expect(response.status in ("NO", "BAD"), "odd", actual=str(response), endpoint=at)
+    expect("LOGINDISABLED" in hello.capabilities or response.status == "BAD" or code == "PRIVACYREQUIRED",
+           "evaluated-unannounced", actual=str(response), endpoint=at)
 
 
 @check("imap.starttls.handshake", step=STEP, rfc="9051#6.2.1", level="MUST", severity="high",

@@ -47,7 +47,7 @@ def test_capa_lists_the_capabilities(pop3, check_run):
     (RFC 1939 §7, what mail clients rely on) must be listed; USER, SASL, RESP-CODES, PIPELINING and
     IMPLEMENTATION are reported.
     """
-    hello = pop3.answering_hello()
+    hello = pop3.greeted_hello()
     reply = expect(hello.answered(), "refused").ok()
     capabilities = hello.capabilities
     check_run.transcript("CAPA tags").note(say("reported", tags="; ".join(
@@ -67,7 +67,7 @@ def test_no_cleartext_login_is_offered_before_tls(pop3):
     CAPA lists neither USER nor a SASL PLAIN or LOGIN mechanism.
     """
     pop3.endpoint("pop3")
-    hello = pop3.hello("pop3")
+    hello = pop3.greeted_hello("pop3")
     expect(hello.answered(), "capa-refused").ok()
     capabilities = hello.capabilities
     expect("USER" not in capabilities, "user-offered", actual=listed(capabilities))
@@ -86,7 +86,7 @@ def test_user_and_pass_are_refused_before_tls(pop3):
     """
     pop3.endpoint("pop3")
     session = pop3.session("pop3")
-    offered = "USER" in pop3.hello("pop3").capabilities
+    offered = "USER" in pop3.greeted_hello("pop3").capabilities
     user = session.user(DECOY_USER)
     if not user.ok:
         return
@@ -111,7 +111,7 @@ def test_auth_plain_is_refused_before_tls(pop3):
     """
     pop3.endpoint("pop3")
     session = pop3.session("pop3")
-    offered = "PLAIN" in mechanisms(pop3.hello("pop3").capabilities)
+    offered = "PLAIN" in mechanisms(pop3.greeted_hello("pop3").capabilities)
     password = pop3.wrong_password() if offered else fake_password()  # an offered PLAIN checks what it gets
     reply = session.auth_plain(DECOY_USER, password)
     expect(not reply.ok, "accepted", actual=str(reply), user=DECOY_USER)
@@ -163,7 +163,7 @@ def test_apop_works_and_is_md5(pop3):
     """
     user, password = pop3.credentials()
     service = "pop3" if pop3.target.endpoint("pop3") else "pop3s"
-    greeting = pop3.hello(service).greeting
+    greeting = pop3.greeted_hello(service).greeting
     first = apop_timestamp(greeting.text)
     if first is None:
         raise NotApplicable(say("no-timestamp", greeting=greeting, service=service))

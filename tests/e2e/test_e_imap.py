@@ -104,3 +104,11 @@ def test_starttls_and_logindisabled_listed_inside_tls_fail(tmp_path):
     run = run_imap_twin(tmp_path, "tls-capabilities")
     assert failed_or_warned(run) == {"imap.starttls.capability-after": "fail"}, run.output
     assert "STARTTLS" in run.message("twin", "imap.starttls.capability-after")
+
+
+def test_a_login_in_clear_that_checks_the_password_fails_without_a_response_code(tmp_path):
+    """Courier-IMAP's default: no LOGINDISABLED, and a wrong LOGIN in clear answered "NO Login failed."."""
+    run = run_imap_twin(tmp_path, "login-in-clear")
+    assert failed_or_warned(run) == {"imap.capability.before-tls": "fail", "imap.login.cleartext-refused": "fail"}, \
+        run.output
+    assert "does not announce LOGINDISABLED" in run.message("twin", "imap.login.cleartext-refused")

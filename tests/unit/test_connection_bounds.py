@@ -3,6 +3,7 @@ target's timeout, whatever the resolver or the server does."""
 
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -11,6 +12,8 @@ from fixtures.zoo import ZooServer
 from mailconform.wire import connection
 from mailconform.wire.connection import Connection, LookupTimeout, _resolve
 from mailconform.wire.errors import ConnectFailed, ReplyTimeout, TlsFailed
+from mailconform.wire.pop3 import Pop3Session
+from mailconform.wire.secret import Secret
 from mailconform.wire.smtp import END_OF_DATA_PATIENCE, SmtpSession, parse_reply
 from mailconform.wire.transcript import Transcript
 
@@ -121,3 +124,32 @@ def test_a_slow_answer_to_the_end_of_a_message_is_waited_for_and_not_a_stall(ans
         session.send_message(b"Subject: x\r\n\r\nbody\r\n")
     assert not raised.value.stalled
     assert time.monotonic() - began >= END_OF_DATA_PATIENCE * 0.3
+
+
+def _answer_after(server, seconds: float, line: bytes) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), server.sendall(line)), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("session_class, sent, answer", [
+    (Pop3Session, Secret("PASS wrong"), b"-ERR [AUTH] Authentication failed.\r\n"),
+    (SmtpSession, Secret("AUTH PLAIN AGFsaWNlAHdyb25n"), b"535 5.7.8 Error: authentication failed\r\n"),
+])
+def test_a_refused_login_may_take_its_time(answered, session_class, sent, answer):
+    """Dovecot delays a refused login 2 s, Courier 5 s: a reply to credentials gets CREDENTIALS_PATIENCE
+    timeouts, and comes back as the refusal it is, not as a stalled server."""
+    link, server = answered
+    session = session_class(link, None)
+    _answer_after(server, 2 * link.timeout, answer)
+    assert link.timeout * 2 < link.timeout * connection.CREDENTIALS_PATIENCE
+    reply = session.command(sent, redacted="***")
+    assert not link.timed_out and str(reply).split()[0] in ("-ERR", "535")
+
+
+def test_any_other_command_gets_one_timeout(answered):
+    link, server = answered
+    _answer_after(server, 2 * link.timeout, b"250 ok\r\n")
+    link.send(b"NOOP\r\n")
+    with pytest.raises(ReplyTimeout):
+        link.readline(link.deadline())
