@@ -719,8 +719,10 @@ class TlsFactory(_ServiceFactory):
         self.endpoint(service)
         tls_judge = UPGRADE_JUDGES.get(service) or IMPLICIT_TLS_JUDGES.get(service) or greeting_check(self.target, service)
         down = self.target_run.failure(service)
-        if down is not None and not (service in IMPLICIT_TLS and down.cause == tls_judge):  # a certificate that
-            raise Blocked(down.cause, down.reason)  # did not verify on implicit TLS is this reading's to judge
+        greeting = self.target_run.observed((f"{PROTOCOL_OF[service]}-hello", service, False))
+        unverified = service in IMPLICIT_TLS and greeting is not None and isinstance(greeting.error, TlsFailed)
+        if down is not None and not unverified:  # a certificate that did not verify on implicit TLS (the
+            raise Blocked(down.cause, down.reason)  # greeting never came) is this reading's to judge
         observed = self.run.shows(self.target_run.certificate(service))
         if observed.error is not None:  # no connection or greeting; on implicit TLS, no handshake either
             judge = tls_judge if isinstance(observed.error, TlsFailed) else greeting_check(self.target, service)

@@ -204,3 +204,8 @@ def apop_timestamp(greeting_text: str) -> str | None:
     """The ``<...@...>`` timestamp of an APOP-capable server's greeting (RFC 1939 §7), or None."""
     match = _TIMESTAMP.search(greeting_text)
     return match.group(0) if match else None
+
+
+def capabilities_listed(capabilities: dict[str, str]) -> str:
+    """A CAPA list as the messages show it: ``USER, SASL PLAIN, STLS``."""
+    return ", ".join(f"{name} {args}".strip() for name, args in capabilities.items()) or "(nothing)"

@@ -11,8 +11,7 @@ import re
 
 from mailconform.checks import LAST, NotApplicable, check, expect, say
 from mailconform.sessions import DECOY_USER, fake_password
-from mailconform.wire.pop3 import apop_timestamp
-from suites.pop3 import listed
+from mailconform.wire.pop3 import apop_timestamp, capabilities_listed
 
 STEP = "A3.auth-methods"
 #: CAPA tags reported in the transcript (RFC 2449 §6, RFC 5034 §3).
@@ -54,7 +53,7 @@ def test_capa_lists_the_capabilities(pop3, check_run):
         f"{tag}={capabilities[tag] or 'yes'}" if tag in capabilities else f"{tag}=no" for tag in REPORTED)))
     expect(bool(reply.lines), "empty", actual="+OK and no capability")
     for tag in ("TOP", "UIDL"):
-        expect(tag in capabilities, "missing", actual=listed(capabilities), tag=tag)
+        expect(tag in capabilities, "missing", actual=capabilities_listed(capabilities), tag=tag)
     expect("RESP-CODES" in capabilities, "no-resp-codes", tolerated=True)
 
 
@@ -70,9 +69,9 @@ def test_no_cleartext_login_is_offered_before_tls(pop3):
     hello = pop3.greeted_hello("pop3")
     expect(hello.answered(), "capa-refused").ok()
     capabilities = hello.capabilities
-    expect("USER" not in capabilities, "user-offered", actual=listed(capabilities))
+    expect("USER" not in capabilities, "user-offered", actual=capabilities_listed(capabilities))
     cleartext = mechanisms(capabilities) & PLAINTEXT_MECHANISMS
-    expect(not cleartext, "plain-offered", actual=listed(capabilities), mechanisms=" ".join(sorted(cleartext)))
+    expect(not cleartext, "plain-offered", actual=capabilities_listed(capabilities), mechanisms=" ".join(sorted(cleartext)))
 
 
 @check("pop3.auth.user-refused-before-tls", step=STEP, rfc="2595#2.3", level="MUST", severity="critical",

@@ -3,7 +3,7 @@
 
 from mailconform.checks import check, expect, say
 from mailconform.wire import TlsFailed
-from suites.pop3 import listed
+from mailconform.wire.pop3 import capabilities_listed
 
 STEP = "A3.pop3s"
 
@@ -23,7 +23,7 @@ def test_pop3s_speaks_tls_from_the_first_byte(pop3):
         expect(False, "handshake-failed", actual=str(failed), endpoint=at)
     expect(hello.greeting, "not-ok", endpoint=at).ok()
     expect(hello.answered(), "capa-refused", endpoint=at).ok()
-    expect("STLS" not in hello.capabilities, "stls-offered", actual=listed(hello.capabilities), endpoint=at)
+    expect("STLS" not in hello.capabilities, "stls-offered", actual=capabilities_listed(hello.capabilities), endpoint=at)
 
 
 @check("pop3.pop3s.session", step=STEP, rfc="1939#5", level="MUST", severity="high", catalogue="POP-995-IMPLICIT")

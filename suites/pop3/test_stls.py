@@ -6,8 +6,7 @@ from mailconform.checks import Blocked, check, expect, say
 from mailconform.observations import TlsRefused
 from mailconform.sessions import POP3_STLS_CHECK
 from mailconform.wire import TlsFailed, WireError
-from mailconform.wire.pop3 import parse_status
-from suites.pop3 import listed
+from mailconform.wire.pop3 import capabilities_listed, parse_status
 
 STEP = "A3.stls"
 INJECTION_WAIT = 0.3  # seconds to listen inside TLS for a reply nobody asked for (the injected NOOP's)
@@ -29,7 +28,7 @@ def test_stls_is_answered_ok_and_the_handshake_verifies(pop3):
     if isinstance(error, TlsRefused):
         expect(offered, "not-offered", actual=str(error.reply))
         expect(error.reply, "refused").ok()
-    expect(offered, "not-advertised", actual=listed(hello.capabilities))
+    expect(offered, "not-advertised", actual=capabilities_listed(hello.capabilities))
     if error is not None:
         raise error
 
@@ -44,9 +43,9 @@ def test_capa_inside_tls_lists_no_stls_and_a_login(pop3):
     hello = pop3.tls_hello("pop3")
     expect(hello.answered(), "capa-refused").ok()
     capabilities = hello.capabilities
-    expect("STLS" not in capabilities, "stls-again", actual=listed(capabilities))
+    expect("STLS" not in capabilities, "stls-again", actual=capabilities_listed(capabilities))
     expect("USER" in capabilities or bool(capabilities.get("SASL", "").split()), "no-login",
-           actual=listed(capabilities))
+           actual=capabilities_listed(capabilities))
 
 
 @check("pop3.stls.twice", step=STEP, rfc="2595#4", level="MAY", severity="low", catalogue="POP-STLS-TWICE")

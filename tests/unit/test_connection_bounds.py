@@ -149,7 +149,8 @@ def test_a_refused_login_may_take_its_time(answered, session_class, sent, answer
 
 def test_any_other_command_gets_one_timeout(answered):
     link, server = answered
-    _answer_after(server, 2 * link.timeout, b"250 ok\r\n")
+    answering = _answer_after(server, 2 * link.timeout, b"250 ok\r\n")
     link.send(b"NOOP\r\n")
     with pytest.raises(ReplyTimeout):
         link.readline(link.deadline())
+    answering.join()  # the late answer is sent before the fixture closes the socket
