@@ -27,7 +27,7 @@ from fixtures.twins import Blackhole, MailTwin  # noqa: E402
 from fixtures.zoo import ZooServer  # noqa: E402
 
 #: The lab steps timed one by one on the reference (the pytest start-up is in each figure).
-LAB_STEPS = ("A1", "A2.open-relay", "A2.esmtp", "A2.starttls", "A2.rfc3848", "A2.smuggling")
+LAB_STEPS = ("A1", "A2.open-relay", "A2.esmtp", "A2.smtp-tls", "A2.starttls", "A2.rfc3848", "A2.smuggling", "A3", "E")
 HOSTILE = ("greeting-then-silence", "huge-hello", "huge-list", "endless-body")
 #: What the hostile targets wait for a probe message to show up: it goes to a healthy twin's
 #: mailbox, which the hostile POP3 never shows, so each look until then is part of the cost.
