@@ -306,6 +306,13 @@ class _ServiceFactory:
         self.run.shows(observe(service))
         raise Blocked(failure.cause, failure.reason)
 
+    def _greeted(self, service: str, observe, needs_answer: bool = True) -> Hello:
+        """:meth:`_usable`, the observation then shown with this check's transcripts: the greeting
+        observation of the checks that read it but do not judge the greeting."""
+        hello = self._usable(service, observe, needs_answer)
+        self.run.shows(observe(service))
+        return hello
+
     def _open(self, service: str):
         """A new connection for this check, greeting read (a failure blocks: the greeting worked before)."""
         transcript = self.run.transcript(f"{service} {self.endpoint(service)}")
@@ -329,9 +336,7 @@ class SmtpFactory(_ServiceFactory):
     def greeted_hello(self, service: str = "smtp", needs_ehlo: bool = True) -> SmtpHello:
         """The greeting observation, blocked by the greeting check unless it was 220 (and by the
         EHLO check when EHLO broke and ``needs_ehlo``)."""
-        hello = self._usable(service, self.target_run.smtp_hello, needs_ehlo)
-        self.run.shows(self.target_run.smtp_hello(service))
-        return hello
+        return self._greeted(service, self.target_run.smtp_hello, needs_ehlo)
 
     def connect_to(self, endpoint: Endpoint) -> SmtpSession:
         """A connection to another host (an MX), greeting read; failures are the caller's verdict."""
@@ -484,10 +489,7 @@ class Pop3Factory(_ServiceFactory):
     def greeted_hello(self, service: str | None = None) -> Pop3Hello:
         """The greeting and CAPA observation, blocked by the greeting check unless the server greeted
         +OK and went on answering: for the checks that read CAPA but do not judge the greeting."""
-        service = service or self.greeting_service()
-        hello = self._usable(service, self.target_run.pop3_hello)
-        self.run.shows(self.target_run.pop3_hello(service))
-        return hello
+        return self._greeted(service or self.greeting_service(), self.target_run.pop3_hello)
 
     def answering_hello(self) -> Pop3Hello:
         """The greeting observation of a server that goes on answering after it: one that greets and
@@ -637,9 +639,7 @@ class ImapFactory(_ServiceFactory):
 
     def greeted_hello(self, service: str = "imap") -> ImapHello:
         """The greeting observation, blocked by the greeting check unless it was ``* OK``."""
-        hello = self._usable(service, self.target_run.imap_hello)
-        self.run.shows(self.target_run.imap_hello(service))
-        return hello
+        return self._greeted(service, self.target_run.imap_hello)
 
     def session(self, service: str = "imap") -> ImapSession:
         """A new greeted session (nothing sent yet)."""
